@@ -1,0 +1,34 @@
+"""FastAPI dependencies: settings and a DuckDB connection over what the sinks wrote (one per request).
+
+Example::
+
+    >>> from fastapi import FastAPI
+    >>> app = FastAPI()
+    >>> @app.get("/n")
+    ... def n(db: DuckDB) -> int:
+    ...     return db.execute("SELECT count(*) FROM scores").fetchone()[0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import duckdb
+from fastapi import Depends
+
+from sinks.catalog import connect
+from streams.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(settings.data_dir)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+DuckDB = Annotated[duckdb.DuckDBPyConnection, Depends(get_duckdb)]

@@ -1,0 +1,95 @@
+"""``/v1/metrics``: windowed aggregates of the scores.
+
+Example::
+
+    GET /v1/metrics/timeseries?metric=edit_ratio&window=1h&group_by=model&since=2026-11-25T00:00:00Z
+    -> {"data": [{"bucket": "2026-11-25T10:00:00Z", "group": "model-a", "count": 12,
+                  "mean": 0.21, "p50": 0.18, "p95": 0.52}, ...], "count": 7}
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, field_serializer
+
+from api.deps import DuckDB
+from api.queries import timeseries
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+MAX_POINTS = 10_000
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_TOO_MANY = f"more than {MAX_POINTS} points: use a wider window or a narrower since/until"
+_WINDOW = re.compile(r"^(\d{1,7})([smhdw])$")
+
+
+def parse_window(text: str) -> int:
+    """``'90s'``, ``'5m'``, ``'1h'``, ``'1d'``, ``'1w'`` -> seconds (at least 1 s, at most 366 days)."""
+    match = _WINDOW.match(text.strip())
+    if not match:
+        raise ValueError(f"window must look like 30s, 5m, 1h, 1d or 1w (got {text!r})")
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if not 1 <= seconds <= 366 * 86400:
+        raise ValueError(f"window must be between 1s and 366d (got {text!r})")
+    return seconds
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value  # naive means UTC
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class TimeseriesPoint(BaseModel):
+    bucket: datetime
+    group: str | None
+    count: int
+    mean: float
+    p50: float
+    p95: float
+
+    @field_serializer("bucket")
+    def _utc(self, value: datetime) -> str:
+        return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+class TimeseriesResponse(BaseModel):
+    data: list[TimeseriesPoint]
+    count: int
+
+
+@router.get("/timeseries", response_model=TimeseriesResponse)
+def get_timeseries(
+    db: DuckDB,
+    metric: Annotated[
+        str, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="e.g. edit_ratio")
+    ],
+    window: Annotated[str, Query(description="Bucket width: 30s, 5m, 1h, 1d, 1w")] = "1h",
+    group_by: Annotated[
+        Literal["app", "route", "model", "prompt_version", "none"] | None, Query(description="Split by")
+    ] = None,
+    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
+) -> TimeseriesResponse:
+    try:
+        window_s = parse_window(window)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    since_utc, until_utc = _naive_utc(since), _naive_utc(until)
+    if since_utc and until_utc:
+        if since_utc >= until_utc:
+            raise HTTPException(status_code=422, detail="`since` must be before `until`")
+        if (until_utc - since_utc).total_seconds() / window_s > MAX_POINTS:
+            raise HTTPException(status_code=422, detail=_TOO_MANY)
+    rows = timeseries(
+        db, metric, window_s, None if group_by in (None, "none") else group_by, since_utc, until_utc,
+        limit=MAX_POINTS + 1,
+    )  # fmt: skip
+    if len(rows) > MAX_POINTS:
+        raise HTTPException(status_code=422, detail=_TOO_MANY)
+    points = [TimeseriesPoint(**row) for row in rows]
+    return TimeseriesResponse(data=points, count=len(points))

@@ -1,0 +1,46 @@
+"""DuckDB views over what the sinks wrote: ``events``, ``scores`` and ``dlq``.
+
+Each view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset with no
+file yet is an empty view with the right columns, so queries work on a fresh install.
+
+Example::
+
+    >>> import tempfile
+    >>> con = connect(tempfile.mkdtemp())
+    >>> con.execute("SELECT count(*) FROM scores").fetchone()
+    (0,)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
+
+DATASETS: dict[str, pa.Schema] = {"events": EVENTS_SCHEMA, "scores": SCORES_SCHEMA, "dlq": DLQ_SCHEMA}
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views ``events``, ``scores`` and ``dlq`` over ``data_dir``."""
+    con = duckdb.connect(database)
+    root = Path(data_dir)
+    for name, schema in DATASETS.items():
+        folder = root / name
+        if any(folder.glob("dt=*/*.parquet")):
+            pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
+            con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({pattern}, "
+                "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true)"
+            )
+        else:
+            empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
+            con.register(f"_empty_{name}", empty)
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
+    return con

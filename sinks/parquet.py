@@ -1,0 +1,135 @@
+"""Durable, replay-safe Parquet files, one per source topic-partition and offset range.
+
+A file holds rows produced by the messages ``first..last`` of one source partition and is named after them::
+
+    <root>/<dataset>/dt=2026-11-25/llm.events-00003-00000000000000001200-00000000000000001456.parquet
+
+Writes go to a hidden temporary file that is fsynced and atomically renamed, then the folder is fsynced: once
+``write()`` returns the file is durable, and only then may the caller commit the offsets. A crash before the
+commit replays the same offsets; a replayed batch may be cut at other offsets than the first time, so every
+write first deletes the files of its partition whose offset range overlaps its own (earlier writes of the same
+messages). No offset is ever stored twice, and a replay ends with every offset stored once.
+
+Example::
+
+    >>> import tempfile, pyarrow as pa
+    >>> root = tempfile.mkdtemp()
+    >>> w = PartitionedParquetWriter(root, "scores", pa.schema([("ts", pa.timestamp("us")), ("v", pa.int64())]))
+    >>> from datetime import datetime
+    >>> [p.name for p in w.write("t", 0, 10, 11, [{"ts": datetime(2026, 11, 25), "v": 1}])]
+    ['t-00000-00000000000000000010-00000000000000000011.parquet']
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$")
+
+
+def file_name(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+    return f"{topic}-{partition:05d}-{first_offset:020d}-{last_offset:020d}.parquet"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PartitionedParquetWriter:
+    """Writes batches of rows for one dataset (``events``, ``scores``, ``dlq``) under ``root/dataset``."""
+
+    #: newest files remembered per partition; an older range is looked up on disk again
+    INDEX_LIMIT = 10_000
+
+    def __init__(
+        self,
+        root: str | Path,
+        dataset: str,
+        schema: pa.Schema,
+        date_column: str = "ts",
+        compression: str = "zstd",
+    ) -> None:
+        self.dir = Path(root) / dataset
+        self.schema = schema
+        self.date_column = date_column
+        self.compression = compression
+        # (topic, partition) -> [(first, last, name)] sorted by first offset; loaded from disk on first use
+        self._index: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+
+    def forget_partitions(self) -> None:
+        """Drop the in-memory file index (call on partition assignment: another process may have written)."""
+        self._index.clear()
+
+    def write(
+        self, topic: str, partition: int, first_offset: int, last_offset: int, rows: Sequence[dict[str, Any]]
+    ) -> list[Path]:
+        """Durably write ``rows`` (from offsets ``first..last`` of ``topic``/``partition``); returns the files.
+
+        Files of the same partition whose offset range overlaps ``first..last`` are earlier writes of the same
+        messages (a replay after a crash or a rebalance): they are deleted first, so no offset is ever stored
+        twice. Call with empty ``rows`` to only clear the range.
+        """
+        name = file_name(topic, partition, first_offset, last_offset)
+        entries = self._entries(topic, partition, first_offset)
+        stale = [e for e in entries if e[0] <= last_offset and e[1] >= first_offset]
+        for entry in stale:
+            for path in self.dir.glob(f"dt=*/{entry[2]}"):
+                path.unlink(missing_ok=True)
+            entries.remove(entry)
+        by_date: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            stamp = row[self.date_column]
+            by_date[stamp.date().isoformat() if isinstance(stamp, datetime) else "unknown"].append(row)
+        written = []
+        for day, day_rows in sorted(by_date.items()):
+            table = pa.Table.from_pylist(day_rows, schema=self.schema)
+            written.append(self._write_atomic(self.dir / f"dt={day}", name, table))
+        if written:
+            bisect.insort(entries, (first_offset, last_offset, name))
+            del entries[: -self.INDEX_LIMIT]
+        return written
+
+    def _entries(self, topic: str, partition: int, first_offset: int) -> list[tuple[int, int, str]]:
+        key = (topic, partition)
+        entries = self._index.get(key)
+        if entries is None or (len(entries) >= self.INDEX_LIMIT and first_offset <= entries[0][0]):
+            entries = self._index[key] = self._scan(topic, partition)
+        return entries
+
+    def _scan(self, topic: str, partition: int) -> list[tuple[int, int, str]]:
+        """The files of one partition on disk; removes temporary files a crash left behind."""
+        prefix = f"{topic}-{partition:05d}-"
+        found: set[tuple[int, int, str]] = set()
+        for path in self.dir.glob(f"dt=*/*{prefix}*"):
+            if path.name.startswith(f".{prefix}") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)  # a crash mid-write
+                continue
+            match = _NAME.match(path.name)
+            if match and path.name.startswith(prefix):
+                found.add((int(match["first"]), int(match["last"]), path.name))
+        return sorted(found)
+
+    def _write_atomic(self, folder: Path, name: str, table: pa.Table) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, compression=self.compression)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        return final

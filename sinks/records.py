@@ -1,0 +1,97 @@
+"""Arrow schemas of the three datasets the sinks write, and the conversions into their rows.
+
+- ``events``: every valid event, one wide nullable row (the union of all event types' fields) plus
+  ``extra`` (unknown fields, as JSON) and its Kafka coordinates ``_topic``/``_partition``/``_offset``.
+- ``scores``: long format, one row per metric value.
+- ``dlq``: every rejected message with its reason and original bytes.
+
+All timestamps are UTC, stored without a zone (``timestamp[us]``). Each dataset is Hive-partitioned by ``dt``
+(the UTC date of ``ts``, or of ``received_at`` for the DLQ).
+
+Example::
+
+    >>> from streams.schema import parse_event
+    >>> ev = parse_event(b'{"type":"regenerate","event_id":"e","ts":"2026-11-25T10:00:00Z","session_id":"s",'
+    ...                  b'"app":"a","generation_id":"g","ui":"button"}')
+    >>> row = event_row(ev, "llm.events", 0, 42)
+    >>> row["type"], row["generation_id"], row["extra"], row["_offset"]
+    ('regenerate', 'g', '{"ui": "button"}', 42)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from streams.schema import Event
+from streams.scoring import Score
+
+TS = pa.timestamp("us")
+
+EVENTS_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("type", pa.string()), ("ts", TS), ("session_id", pa.string()),
+    ("app", pa.string()), ("generation_id", pa.string()), ("route", pa.string()), ("model", pa.string()),
+    ("prompt_version", pa.string()), ("input", pa.string()), ("output", pa.string()),
+    ("latency_ms", pa.float64()), ("tokens_in", pa.int64()), ("tokens_out", pa.int64()),
+    ("cost_usd", pa.float64()), ("error", pa.string()), ("trace_id", pa.string()),
+    ("thumbs", pa.string()), ("score", pa.float64()), ("comment", pa.string()),
+    ("edited_output", pa.string()),
+    ("span_id", pa.string()), ("parent_span_id", pa.string()), ("component", pa.string()),
+    ("name", pa.string()), ("start", TS), ("end", TS), ("status", pa.string()),
+    ("extra", pa.string()),
+    ("_topic", pa.string()), ("_partition", pa.int32()), ("_offset", pa.int64()),
+])  # fmt: skip
+
+SCORES_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("generation_id", pa.string()), ("ts", TS), ("app", pa.string()),
+    ("route", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
+    ("metric", pa.string()), ("value", pa.float64()),
+])  # fmt: skip
+
+DLQ_SCHEMA = pa.schema([
+    ("received_at", TS), ("reason", pa.string()), ("_topic", pa.string()), ("_partition", pa.int32()),
+    ("_offset", pa.int64()), ("key", pa.binary()), ("value", pa.binary()),
+])  # fmt: skip
+
+_EVENT_COLUMNS = frozenset(EVENTS_SCHEMA.names) - {"extra", "_topic", "_partition", "_offset"}
+
+
+def _naive_utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def event_row(event: Event, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """One ``events`` row; fields the type lacks are null, unknown fields go to ``extra`` as JSON."""
+    known = {k: _naive_utc(v) for k, v in event.__dict__.items() if k in _EVENT_COLUMNS}
+    extra = event.model_extra or None
+    return {
+        **known,
+        "extra": json.dumps(extra, ensure_ascii=False, default=str) if extra else None,
+        "_topic": topic,
+        "_partition": partition,
+        "_offset": offset,
+    }
+
+
+def score_row(score: Score) -> dict[str, Any]:
+    return asdict(score)
+
+
+def dlq_row(
+    reason: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+) -> dict[str, Any]:
+    return {
+        "received_at": datetime.now(UTC).replace(tzinfo=None),
+        "reason": reason,
+        "_topic": topic,
+        "_partition": partition,
+        "_offset": offset,
+        "key": key,
+        "value": value,
+    }

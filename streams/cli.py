@@ -1,0 +1,222 @@
+"""The ``evalstream`` command line.
+
+Example::
+
+    $ evalstream kafka start            # a local Apache Kafka broker, prints its bootstrap address
+    $ evalstream worker                 # the Faust worker
+    $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
+    $ evalstream publish events.jsonl   # send events
+    $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
+    $ evalstream demo                   # all of the above with sample traffic
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streams.settings import get_settings
+
+app = typer.Typer(help="evalstream: online evaluation of LLM applications from Kafka traffic.", no_args_is_help=True)
+kafka_app = typer.Typer(help="A local Apache Kafka broker (KRaft, one node) for development, without Docker.")
+app.add_typer(kafka_app, name="kafka")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _broker_dir(data_dir: Path | None) -> Path:
+    from streams.broker.local import cache_root
+
+    return data_dir or cache_root() / "broker"
+
+
+@kafka_app.command("start")
+def kafka_start(
+    data_dir: Annotated[Path | None, typer.Option(help="Broker data folder (default: ~/.cache/evalstream/broker)")] = None,
+    port: Annotated[int, typer.Option(help="Listener port (0 = a free one)")] = 0,
+    version: Annotated[str | None, typer.Option(help="Apache Kafka version from Maven Central")] = None,
+) -> None:
+    """Start a local broker in the background and print its bootstrap address."""
+    from streams.broker import DEFAULT_KAFKA_VERSION, BrokerError, LocalBroker
+
+    folder = _broker_dir(data_dir)
+    running = LocalBroker.attach(folder)
+    if running:
+        typer.echo(running.bootstrap_servers)
+        typer.secho(f"(already running, pid {running.pid})", err=True)
+        return
+    try:
+        broker = LocalBroker.start(folder, port=port, version=version or DEFAULT_KAFKA_VERSION)
+    except BrokerError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(broker.bootstrap_servers)
+    typer.secho(
+        f"Kafka {broker.version} running (pid {broker.pid}); logs: {broker.log_file}\n"
+        f"  export EVALSTREAM_BOOTSTRAP_SERVERS={broker.bootstrap_servers}",
+        err=True,
+    )
+
+
+@kafka_app.command("stop")
+def kafka_stop(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
+    """Stop the broker started by `evalstream kafka start`."""
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker.attach(_broker_dir(data_dir))
+    if broker is None:
+        typer.secho("no local broker is running", err=True)
+        return
+    broker.stop()
+    typer.secho(f"stopped Kafka (pid {broker.pid})", err=True)
+
+
+@kafka_app.command("status")
+def kafka_status(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
+    """Print the bootstrap address of the running local broker (exit 1 when none)."""
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker.attach(_broker_dir(data_dir))
+    if broker is None:
+        _fail("no local broker is running")
+        return
+    typer.echo(broker.bootstrap_servers)
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust worker (settings from EVALSTREAM_* environment variables)."""
+    from streams.topics import TopicError
+    from streams.worker import create_app, run_worker
+
+    settings = get_settings()
+    try:
+        faust_app = create_app(settings)
+    except TopicError as exc:
+        _fail(str(exc))
+        return
+    sys.argv = [sys.argv[0]]  # Faust's worker parses argv
+    run_worker(faust_app, loglevel=settings.log_level)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default EVALSTREAM_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default EVALSTREAM_API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API (reads the Parquet files the worker wrote)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )  # fmt: skip
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(help="JSON-lines file, one event per line ('-' = stdin)")],
+    raw: Annotated[bool, typer.Option("--raw", help="Send lines as they are, unvalidated")] = False,
+) -> None:
+    """Send events from a JSON-lines file. Validates every line first and sends nothing if any is invalid."""
+    from streams.publisher import PublishError, Publisher
+    from streams.schema import EventValidationError, parse_event
+    from streams.topics import TopicError, ensure_topics
+
+    settings = get_settings()
+    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not raw:
+        errors = []
+        for n, line in lines:
+            try:
+                parse_event(line)
+            except EventValidationError as exc:
+                errors.append(f"line {n}: {exc.reason}")
+        if errors:
+            for err in errors[:50]:
+                typer.secho(err, fg=typer.colors.RED, err=True)
+            _fail(f"{len(errors)} of {len(lines)} lines are invalid; nothing was sent (use --raw to send anyway)", 2)
+    try:
+        ensure_topics(settings)
+    except TopicError as exc:
+        _fail(str(exc))
+    pub = Publisher(settings.bootstrap_servers, settings.events_topic)
+    for _, line in lines:
+        if raw:
+            key = None
+            try:
+                key = str(json.loads(line).get("session_id")).encode()
+            except Exception:  # bad lines are sent unkeyed
+                pass
+            pub.publish_raw(line.encode(), key)
+        else:
+            pub.publish(json.loads(line))
+    try:
+        delivered = pub.flush()
+    except PublishError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"sent {delivered} events to {settings.events_topic}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views events, scores and dlq")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per row")] = False,
+) -> None:
+    """Run DuckDB SQL against the Parquet the worker wrote."""
+    import duckdb
+
+    from sinks.catalog import connect
+
+    con = connect(get_settings().data_dir)
+    try:
+        rel = con.sql(query)
+    except duckdb.Error as exc:
+        _fail(str(exc))
+        return
+    if rel is None:
+        return
+    if as_json:
+        columns = rel.columns
+        for row in rel.fetchall():
+            typer.echo(json.dumps(dict(zip(columns, row, strict=True)), default=str, ensure_ascii=False))
+    else:
+        rel.show(max_rows=100)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of an event."""
+    from streams.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Sample events to publish")] = 2000,
+    malformed: Annotated[int, typer.Option(help="Malformed messages to publish (they go to the DLQ)")] = 20,
+    duration: Annotated[float, typer.Option(help="Seconds to keep running after loading (0 = until Ctrl-C)")] = 0,
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the demo writes (default: a temp folder)")] = None,
+) -> None:
+    """Broker + worker + API + sample traffic, then print where to look."""
+    from streams.demo import run_demo
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise typer.Exit(run_demo(n_events=events, n_malformed=malformed, duration=duration, port=port, data_dir=data_dir))
+
+
+if __name__ == "__main__":
+    app()

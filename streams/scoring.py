@@ -1,0 +1,122 @@
+"""Turn validated events (joined with their generation) into scores in long format.
+
+One :class:`Score` per metric value (Langfuse-style), so a new metric never changes the storage schema.
+The join state for a generation is a :class:`GenerationRef`: the few fields a later edit, feedback or
+regenerate needs, small enough to keep in a Faust table.
+
+Example::
+
+    >>> from streams.schema import parse_event
+    >>> gen = parse_event(b'{"type":"generation","event_id":"e1","ts":"2026-11-25T10:00:00Z","session_id":"s",'
+    ...     b'"app":"chat","generation_id":"g1","route":"answer","model":"m","prompt_version":"v1",'
+    ...     b'"input":"hi","output":"kitten","latency_ms":120}')
+    >>> [(s.metric, s.value) for s in scores_for(gen, None)]
+    [('latency_ms', 120.0), ('error', 0.0)]
+    >>> edit = parse_event(b'{"type":"edit","event_id":"e2","ts":"2026-11-25T10:01:00Z","session_id":"s",'
+    ...     b'"app":"chat","generation_id":"g1","edited_output":"sitting"}')
+    >>> [(s.metric, round(s.value, 3)) for s in scores_for(edit, GenerationRef.of(gen))]
+    [('edit_distance', 3.0), ('edit_ratio', 0.429)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from metrics.edit import edit_distance, edit_ratio
+from streams.schema import (
+    EditEvent,
+    Event,
+    FeedbackEvent,
+    GenerationEvent,
+    RegenerateEvent,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRef:
+    """What the join keeps per generation (serialized as a dict in the Faust table)."""
+
+    generation_id: str
+    app: str
+    route: str
+    model: str
+    prompt_version: str
+    output: str
+
+    @classmethod
+    def of(cls, gen: GenerationEvent) -> GenerationRef:
+        return cls(gen.generation_id, gen.app, gen.route, gen.model, gen.prompt_version, gen.output)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRef:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One metric value, attributed to a generation and to the event that produced it."""
+
+    event_id: str
+    generation_id: str | None
+    ts: datetime  # naive UTC: the time of the event that produced the value
+    app: str
+    route: str | None
+    model: str | None
+    prompt_version: str | None
+    metric: str
+    value: float
+
+
+def _scores(event: Event, ref: GenerationRef | None, values: dict[str, float | None]) -> list[Score]:
+    gid = getattr(event, "generation_id", None)
+    return [
+        Score(
+            event.event_id, gid, event.ts_utc, event.app,
+            ref.route if ref else None, ref.model if ref else None, ref.prompt_version if ref else None,
+            metric, float(value),
+        )  # fmt: skip
+        for metric, value in values.items()
+        if value is not None
+    ]
+
+
+def needs_generation(event: Event) -> bool:
+    """Whether scoring this event needs the joined generation (edit distance does; ratings only want its labels)."""
+    return isinstance(event, EditEvent)
+
+
+def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
+    """Scores produced by one event; ``ref`` is the joined generation (None when unknown or expired).
+
+    - generation: ``latency_ms``, ``tokens_in``, ``tokens_out``, ``cost_usd`` (when given) and ``error`` (1/0).
+    - edit: ``edit_distance`` and ``edit_ratio`` against the generation's output (nothing without it).
+    - feedback: ``thumbs_up`` (1/0) and/or ``feedback_score``; route/model are null when the generation is unknown.
+    - regenerate: ``regenerated`` = 1 on the original generation.
+    - span: none yet.
+    """
+    if isinstance(event, GenerationEvent):
+        return _scores(event, GenerationRef.of(event), {
+            "latency_ms": event.latency_ms,
+            "tokens_in": event.tokens_in,
+            "tokens_out": event.tokens_out,
+            "cost_usd": event.cost_usd,
+            "error": 1.0 if event.error else 0.0,
+        })  # fmt: skip
+    if isinstance(event, EditEvent):
+        if ref is None:
+            return []
+        return _scores(event, ref, {
+            "edit_distance": edit_distance(ref.output, event.edited_output),
+            "edit_ratio": edit_ratio(ref.output, event.edited_output),
+        })  # fmt: skip
+    if isinstance(event, FeedbackEvent):
+        thumbs = None if event.thumbs is None else float(event.thumbs == "up")
+        return _scores(event, ref, {"thumbs_up": thumbs, "feedback_score": event.score})
+    if isinstance(event, RegenerateEvent):
+        return _scores(event, ref, {"regenerated": 1.0})
+    return []

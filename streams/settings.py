@@ -1,0 +1,66 @@
+"""Settings shared by the worker, the sinks, the API and the CLI (environment prefix ``EVALSTREAM_``).
+
+Example::
+
+    >>> import os
+    >>> os.environ["EVALSTREAM_EVENTS_TOPIC"] = "llm.events"
+    >>> Settings().dlq_topic
+    'llm.events.dlq'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVALSTREAM_", env_file=".env", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    events_topic: str = "llm.events"
+    dlq_topic: str = Field(default="", description="Dead-letter topic; default: '<events_topic>.dlq'.")
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions when the worker creates topics.")
+    worker_id: str = Field(default="evalstream-worker", description="Faust app id (= consumer group).")
+    data_dir: Path = Field(default=Path("evalstream-data"), description="Where the sinks write Parquet.")
+    flush_max_events: int = Field(default=5000, ge=1, description="Flush a batch at this many events...")
+    flush_interval_s: float = Field(default=2.0, gt=0, le=30, description="...or after this many seconds.")
+    join_ttl_s: float = Field(
+        default=24 * 3600, gt=0, description="How long a generation stays joinable by edits/feedback."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _default_dlq(self) -> Settings:
+        if not self.dlq_topic:
+            self.dlq_topic = f"{self.events_topic}.dlq"
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``EVALSTREAM_*`` environment variables (to configure a child process)."""
+        return {f"EVALSTREAM_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
+    @property
+    def events_dir(self) -> Path:
+        return self.data_dir / "events"
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.data_dir / "scores"
+
+    @property
+    def dlq_dir(self) -> Path:
+        return self.data_dir / "dlq"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (clear with ``get_settings.cache_clear()``)."""
+    return Settings()

@@ -1,0 +1,274 @@
+"""The evalstream worker: a Faust app that validates, joins, scores and sinks LLM events.
+
+One agent consumes the raw bytes of the events topic in batches (``stream.take_events(max, within=s)``).
+For each batch:
+
+1. every message is parsed and validated; a bad one (malformed JSON, schema violation, or anything that fails
+   while scoring it) goes to the dead-letter topic with its original key/value bytes and the reason in headers
+   (``evalstream-reason``, ``evalstream-source``), and to the ``dlq`` dataset; nothing is dropped, the worker
+   never crashes on input;
+2. valid events are joined by ``generation_id`` (:mod:`streams.join`) and turned into long-format scores
+   (:mod:`streams.scoring`);
+3. per source partition, events, scores and DLQ rows are written as Parquet files named after the partition's
+   offset range (:mod:`sinks.parquet`), durably, and only then does the batch return, so Faust acks its
+   offsets and may commit them. A failed write is retried (never skipped) until it succeeds.
+
+Example::
+
+    >>> app = create_app(Settings(bootstrap_servers="127.0.0.1:9092"), partitions=6)  # doctest: +SKIP
+    >>> run_worker(app)                                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
+
+from sinks.parquet import PartitionedParquetWriter
+from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
+from streams import faust_patches
+from streams.join import GenerationJoin
+from streams.schema import Event, EventValidationError, GenerationEvent, parse_event
+from streams.scoring import GenerationRef, Score, scores_for
+from streams.settings import Settings
+from streams.topics import ensure_committed_offsets, ensure_topics
+
+log = logging.getLogger("evalstream.worker")
+
+REASON_HEADER = "evalstream-reason"
+SOURCE_HEADER = "evalstream-source"
+
+
+@dataclass
+class WorkerCounters:
+    """What the worker has done since it started (logged every 30 s and at shutdown)."""
+
+    valid: int = 0
+    dead_lettered: int = 0
+    scores: int = 0
+    orphans: int = 0  # edit/feedback/regenerate whose generation is unknown or expired
+    expired: int = 0  # generations dropped from the join table
+    batches: int = 0
+    write_retries: int = 0
+    skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)
+
+
+@dataclass
+class PartitionBatch:
+    """The rows one batch produced from one source partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    last_event: EventT
+    events: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    dlq: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ParquetSinks:
+    """The ``events``, ``scores`` and ``dlq`` datasets under one data folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.events = PartitionedParquetWriter(settings.data_dir, "events", EVENTS_SCHEMA, "ts")
+        self.scores = PartitionedParquetWriter(settings.data_dir, "scores", SCORES_SCHEMA, "ts")
+        self.dlq = PartitionedParquetWriter(settings.data_dir, "dlq", DLQ_SCHEMA, "received_at")
+
+    def forget_partitions(self) -> None:
+        for writer in (self.events, self.scores, self.dlq):
+            writer.forget_partitions()
+
+    def write(self, batch: PartitionBatch) -> None:
+        span = (batch.topic, batch.partition, batch.first_offset, batch.last_offset)
+        # Always write (or clean) all three, so a replay also replaces an earlier run's leftovers.
+        for writer, rows in ((self.events, batch.events), (self.scores, batch.scores), (self.dlq, batch.dlq)):
+            writer.write(*span, rows)
+
+
+def _as_current_event(event: EventT) -> None:
+    """Make ``event`` the current event of this task, so table writes go to its changelog partition.
+
+    Only the task-local context variable is set: ``Stream._set_current_event`` would also overwrite the
+    stream's shared ``current_event`` attribute, which ``take_events``' buffering task reads concurrently.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+class BatchProcessor:
+    """Validates, joins, scores and sinks one batch of raw messages."""
+
+    def __init__(
+        self,
+        join: GenerationJoin,
+        dlq_topic: faust.types.TopicT,
+        sinks: ParquetSinks,
+        counters: WorkerCounters,
+    ) -> None:
+        self.join = join
+        self.dlq_topic = dlq_topic
+        self.sinks = sinks
+        self.counters = counters
+        self._next_offset: dict[tuple[str, int], int] = {}
+
+    def reset(self) -> None:
+        """Forget the offsets seen (call on partition assignment)."""
+        self._next_offset.clear()
+
+    def _check_contiguous(self, part: PartitionBatch) -> None:
+        expected = self._next_offset.get((part.topic, part.partition))
+        if expected is not None and part.first_offset > expected:
+            self.counters.skipped_offsets += part.first_offset - expected
+            log.error(
+                "%s[%d]: the consumer skipped offsets %d..%d; they were not processed",
+                part.topic, part.partition, expected, part.first_offset - 1,
+            )  # fmt: skip
+        self._next_offset[(part.topic, part.partition)] = part.last_offset + 1
+
+    def _score(self, event: Event, partition: int, now: float) -> list[Score]:
+        if isinstance(event, GenerationEvent):
+            self.join.remember(GenerationRef.of(event), partition, now)
+            return scores_for(event, None)
+        generation_id = getattr(event, "generation_id", None)
+        ref = None
+        if generation_id is not None:
+            ref = self.join.lookup(generation_id)
+            if ref is None:
+                self.counters.orphans += 1
+        return scores_for(event, ref)
+
+    async def process(self, batch: Sequence[EventT]) -> None:
+        parts: dict[tuple[str, int], PartitionBatch] = {}
+        deliveries = []
+        now = time.time()
+        for ev in batch:
+            msg = ev.message
+            part = parts.get((msg.topic, msg.partition))
+            if part is None:
+                part = parts[(msg.topic, msg.partition)] = PartitionBatch(
+                    msg.topic, msg.partition, msg.offset, msg.offset, ev
+                )
+            part.last_offset, part.last_event = msg.offset, ev
+            _as_current_event(ev)
+            try:
+                event = parse_event(msg.value)
+                scores = self._score(event, msg.partition, now)
+            except EventValidationError as exc:
+                reason = exc.reason
+            except Exception as exc:  # never crash on input: dead-letter it with the reason
+                log.exception("failed to process %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                reason = f"processing error: {type(exc).__name__}: {exc}"
+            else:
+                part.events.append(event_row(event, msg.topic, msg.partition, msg.offset))
+                part.scores.extend(score_row(s) for s in scores)
+                self.counters.valid += 1
+                self.counters.scores += len(scores)
+                continue
+            deliveries.append(
+                await self.dlq_topic.send(
+                    key=msg.key,
+                    value=msg.value,
+                    headers=[
+                        (REASON_HEADER, reason.encode()),
+                        (SOURCE_HEADER, f"{msg.topic}:{msg.partition}:{msg.offset}".encode()),
+                    ],
+                )
+            )
+            part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value))
+            self.counters.dead_lettered += 1
+        for part in parts.values():
+            _as_current_event(part.last_event)
+            self.counters.expired += self.join.expire(part.partition, now)
+        if deliveries:
+            await asyncio.gather(*deliveries)  # the DLQ holds them before their offsets can commit
+        for part in parts.values():
+            self._check_contiguous(part)
+            await self._write_until_durable(part)
+        self.counters.batches += 1
+
+    async def _write_until_durable(self, part: PartitionBatch) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self.sinks.write, part)
+                return
+            except Exception:
+                self.counters.write_retries += 1
+                log.exception(
+                    "writing Parquet for %s[%d] offsets %d..%d failed; retrying in %.1fs (offsets stay uncommitted)",
+                    part.topic, part.partition, part.first_offset, part.last_offset, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def _broker_urls(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{s.strip()}" for s in bootstrap_servers.split(",") if s.strip())
+
+
+def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
+    """Build the worker's Faust app from settings; ``partitions`` defaults to the events topic's count."""
+    if partitions is None:
+        partitions = ensure_topics(settings)
+    ensure_committed_offsets(settings, partitions)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_id,
+        broker=_broker_urls(settings.bootstrap_servers),
+        store="memory://",
+        datadir=str(settings.data_dir / "_faust"),  # Faust's own files, beside the datasets
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+    table = app.Table("generations", default=None, partitions=partitions)  # JSON keys and values
+    counters = WorkerCounters()
+    join = GenerationJoin(table, settings.join_ttl_s)
+    sinks = ParquetSinks(settings)
+    processor = BatchProcessor(join, dlq_topic, sinks, counters)
+    app.evalstream_counters = counters  # type: ignore[attr-defined]
+
+    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+    async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        sinks.forget_partitions()
+        join.reset()
+        processor.reset()
+
+    @app.agent(source, name="evaluate")  # type: ignore[untyped-decorator]
+    async def evaluate(stream: StreamT) -> None:
+        if faust_patches.keep_stream_queue_on_resume(app, stream):
+            log.info("input queue kept out of flow-control clearing (see streams/faust_patches.py)")
+        async for batch in stream.take_events(settings.flush_max_events, within=settings.flush_interval_s):
+            await processor.process(batch)
+
+    @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
+    async def _report() -> None:
+        log.info("evalstream counters: %s", asdict(counters))
+
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str = "info") -> None:
+    """Run the app until SIGINT/SIGTERM (a clean stop: unflushed events stay uncommitted and are replayed)."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        log.info("evalstream counters at shutdown: %s", asdict(app.evalstream_counters))  # type: ignore[attr-defined]

@@ -1,0 +1,178 @@
+"""The walking skeleton end to end, against a real Kafka broker: publish → worker → Parquet/DuckDB → API."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from fastapi.testclient import TestClient
+from rapidfuzz.distance import Levenshtein
+
+from api.app import create_app
+from sinks.catalog import connect
+from streams.launch import spawn_cli, stop, wait_for
+from streams.publisher import Publisher
+from streams.sample import generate
+from streams.settings import Settings, get_settings
+from streams.topics import ensure_topics
+from streams.worker import REASON_HEADER, SOURCE_HEADER
+
+pytestmark = pytest.mark.integration
+
+N_EVENTS = 1000
+N_MALFORMED = 20
+
+
+def _counts(data_dir: Path) -> tuple[int, int]:
+    con = connect(data_dir)
+    try:
+        return (
+            con.execute("SELECT count(*) FROM events").fetchone()[0],  # type: ignore[index]
+            con.execute("SELECT count(*) FROM dlq").fetchone()[0],  # type: ignore[index]
+        )
+    finally:
+        con.close()
+
+
+def _read_topic(bootstrap: str, topic: str, partitions: int) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-reader", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        messages = []
+        while True:
+            msg = consumer.poll(5.0)
+            if msg is None:
+                return messages
+            if msg.error() is None:
+                messages.append(msg)
+    finally:
+        consumer.close()
+
+
+def _publish(settings: Settings, traffic) -> None:  # type: ignore[no-untyped-def]
+    with Publisher(settings.bootstrap_servers, settings.events_topic) as pub:
+        pub.publish_many(traffic.events)
+        for key, value in traffic.malformed:
+            pub.publish_raw(value, key)
+
+
+def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    partitions = ensure_topics(settings)
+    assert partitions == settings.topic_partitions
+    traffic = generate(n_events=N_EVENTS, n_sessions=60, n_malformed=N_MALFORMED, seed=42)
+    assert len({e["model"] for e in traffic.events if e["type"] == "generation"}) >= 3
+    _publish(settings, traffic)
+
+    worker = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker.log")
+    try:
+        wait_for(lambda: _counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None, 180, what="the worker",
+                 alive=worker)
+        alive = worker.poll() is None
+    finally:
+        code = stop(worker)
+    log = (tmp_path / "worker.log").read_text()
+    assert alive, log[-3000:]
+    assert code == 0 or code == -signal.SIGTERM, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+    con = connect(settings.data_dir)
+    # Parquet holds exactly the valid events, once each, with their content.
+    stored = con.execute("SELECT event_id, type, session_id, ts, _partition, _offset FROM events").fetchall()
+    assert len(stored) == N_EVENTS
+    assert {r[0] for r in stored} == {e["event_id"] for e in traffic.events}
+    assert Counter(r[1] for r in stored) == Counter(e["type"] for e in traffic.events)
+    assert len({(r[4], r[5]) for r in stored}) == N_EVENTS  # one row per Kafka message
+    regen_extra = con.execute("SELECT DISTINCT extra FROM events WHERE type = 'regenerate'").fetchall()
+    assert regen_extra == [('{"ui": "button"}',)]  # unknown fields are kept
+
+    # The DLQ topic holds exactly the malformed messages: original bytes, key and a reason.
+    dlq = _read_topic(settings.bootstrap_servers, settings.dlq_topic, partitions)
+    assert sorted((m.value() or b"") for m in dlq) == sorted((v or b"") for _, v in traffic.malformed)
+    for msg in dlq:
+        headers = dict(msg.headers() or [])
+        assert headers[REASON_HEADER].decode().strip()
+        assert headers[SOURCE_HEADER].decode().startswith(settings.events_topic + ":")
+    reasons = [r[0] for r in con.execute("SELECT reason FROM dlq").fetchall()]
+    assert len(reasons) == N_MALFORMED and all(reasons)
+    assert any(r.startswith("malformed JSON") for r in reasons)
+    assert any("thumbs" in r for r in reasons)
+
+    # Edit distances equal rapidfuzz's, for every edit of a known generation.
+    outputs = {e["generation_id"]: e["output"] for e in traffic.events if e["type"] == "generation"}
+    edits = {e["event_id"]: e for e in traffic.events if e["type"] == "edit"}
+    got = dict(con.execute("SELECT event_id, value FROM scores WHERE metric = 'edit_distance'").fetchall())
+    assert set(got) == set(edits)
+    for event_id, edit in edits.items():
+        assert got[event_id] == Levenshtein.distance(outputs[edit["generation_id"]], edit["edited_output"])
+    ratios = dict(con.execute("SELECT event_id, value FROM scores WHERE metric = 'edit_ratio'").fetchall())
+    for event_id, edit in edits.items():
+        original, kept = outputs[edit["generation_id"]], edit["edited_output"]
+        longest = max(len(original), len(kept))
+        assert ratios[event_id] == pytest.approx(got[event_id] / longest if longest else 0.0)
+
+    # Feedback and regenerate scores carry the joined generation's labels.
+    gen_model = {e["generation_id"]: e["model"] for e in traffic.events if e["type"] == "generation"}
+    thumbs = con.execute("SELECT generation_id, model, value FROM scores WHERE metric = 'thumbs_up'").fetchall()
+    feedback = [e for e in traffic.events if e["type"] == "feedback"]
+    assert len(thumbs) == len(feedback)
+    assert all(model == gen_model[gid] for gid, model, _ in thumbs)
+    assert sum(v for *_, v in thumbs) == sum(e["thumbs"] == "up" for e in feedback)
+    regenerated = con.execute("SELECT count(*), min(value) FROM scores WHERE metric = 'regenerated'").fetchone()
+    assert regenerated == (sum(e["type"] == "regenerate" for e in traffic.events), 1.0)
+
+    # The API's timeseries equals a direct DuckDB aggregate over the same files.
+    monkeypatch.setenv("EVALSTREAM_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    resp = client.get("/v1/metrics/timeseries", params={"metric": "latency_ms", "window": "1h", "group_by": "model"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    direct = duckdb.execute(
+        f"""
+        SELECT strftime(date_trunc('hour', ts), '%Y-%m-%dT%H:%M:%SZ') AS bucket, model, count(*),
+               avg(value), quantile_cont(value, 0.5), quantile_cont(value, 0.95)
+        FROM read_parquet('{settings.data_dir}/scores/*/*.parquet')
+        WHERE metric = 'latency_ms' GROUP BY ALL ORDER BY 1, 2
+        """
+    ).fetchall()
+    assert body["count"] == len(direct) == len(body["data"])
+    for point, row in zip(body["data"], direct, strict=True):
+        assert (point["bucket"], point["group"], point["count"]) == row[:3]
+        assert [point["mean"], point["p50"], point["p95"]] == pytest.approx(list(row[3:]))
+    n_generations = sum(e["type"] == "generation" for e in traffic.events)
+    assert sum(p["count"] for p in body["data"]) == n_generations
+
+
+def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: Path) -> None:
+    """A worker killed with SIGKILL mid-stream is replaced; Parquet still holds every event exactly once."""
+    settings = settings.model_copy(update={"flush_max_events": 40, "flush_interval_s": 0.5})
+    ensure_topics(settings)
+    traffic = generate(n_events=1500, n_sessions=50, n_malformed=10, seed=9)
+    _publish(settings, traffic)
+
+    first = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-1.log")
+    try:
+        wait_for(lambda: 0 < _counts(settings.data_dir)[0] < 1500 or None, 120, 0.05, "a first flush", first)
+    finally:
+        first.kill()
+        first.wait(10)
+    assert _counts(settings.data_dir)[0] < 1500, "the first worker finished before it could be killed"
+
+    second = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-2.log")
+    try:
+        wait_for(lambda: _counts(settings.data_dir) == (1500, 10) or None, 180, what="the second worker",
+                 alive=second)
+    finally:
+        stop(second)
+    con = connect(settings.data_dir)
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (1500, 1500)
+    dup_scores = con.execute(
+        "SELECT count(*) FROM (SELECT event_id, metric FROM scores GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()
+    assert dup_scores == (0,)
+    edits = sum(e["type"] == "edit" for e in traffic.events)
+    assert con.execute("SELECT count(*) FROM scores WHERE metric = 'edit_distance'").fetchone() == (edits,)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metrics.edit import edit_distance, edit_ratio
+
+
+def levenshtein_dp(a: str, b: str) -> int:
+    """Textbook Wagner–Fischer: the independent oracle for small strings."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+TEXT = st.text(alphabet=st.sampled_from("ab cé😀\u0301"), max_size=30)
+
+
+def test_known_values() -> None:
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == 3
+    assert edit_distance("same", "same") == 0
+    assert edit_distance("😀", "😁") == 1  # code points, not UTF-8 bytes
+    assert edit_distance("e\u0301", "é") == 2  # combining sequence vs precomposed: two code points differ
+    assert edit_ratio("", "") == 0.0
+    assert edit_ratio("abc", "") == 1.0
+    assert edit_ratio("kitten", "sitting") == 3 / 7
+
+
+@given(TEXT, TEXT)
+def test_distance_matches_dynamic_programming(a: str, b: str) -> None:
+    assert edit_distance(a, b) == levenshtein_dp(a, b)
+
+
+@given(TEXT, TEXT, TEXT)
+def test_metric_axioms(a: str, b: str, c: str) -> None:
+    assert edit_distance(a, b) == edit_distance(b, a)
+    assert (edit_distance(a, b) == 0) == (a == b)
+    assert edit_distance(a, c) <= edit_distance(a, b) + edit_distance(b, c)
+    assert abs(len(a) - len(b)) <= edit_distance(a, b) <= max(len(a), len(b))
+    assert 0.0 <= edit_ratio(a, b) <= 1.0
