@@ -40,7 +40,9 @@ def _broker_dir(data_dir: Path | None) -> Path:
 
 @kafka_app.command("start")
 def kafka_start(
-    data_dir: Annotated[Path | None, typer.Option(help="Broker data folder (default: ~/.cache/evalstream/broker)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Broker data folder (default: ~/.cache/evalstream/broker)")
+    ] = None,
     port: Annotated[int, typer.Option(help="Listener port (0 = a free one)")] = 0,
     version: Annotated[str | None, typer.Option(help="Apache Kafka version from Maven Central")] = None,
 ) -> None:
@@ -128,7 +130,7 @@ def publish(
     raw: Annotated[bool, typer.Option("--raw", help="Send lines as they are, unvalidated")] = False,
 ) -> None:
     """Send events from a JSON-lines file. Validates every line first and sends nothing if any is invalid."""
-    from streams.publisher import PublishError, Publisher
+    from streams.publisher import Publisher, PublishError
     from streams.schema import EventValidationError, parse_event
     from streams.topics import TopicError, ensure_topics
 
@@ -145,7 +147,10 @@ def publish(
         if errors:
             for err in errors[:50]:
                 typer.secho(err, fg=typer.colors.RED, err=True)
-            _fail(f"{len(errors)} of {len(lines)} lines are invalid; nothing was sent (use --raw to send anyway)", 2)
+            _fail(
+                f"{len(errors)} of {len(lines)} lines are invalid; nothing was sent (use --raw to send anyway)",
+                2,
+            )
     try:
         ensure_topics(settings)
     except TopicError as exc:
@@ -153,12 +158,7 @@ def publish(
     pub = Publisher(settings.bootstrap_servers, settings.events_topic)
     for _, line in lines:
         if raw:
-            key = None
-            try:
-                key = str(json.loads(line).get("session_id")).encode()
-            except Exception:  # bad lines are sent unkeyed
-                pass
-            pub.publish_raw(line.encode(), key)
+            pub.publish_raw(line.encode(), _session_key(line))
         else:
             pub.publish(json.loads(line))
     try:
@@ -167,6 +167,15 @@ def publish(
         _fail(str(exc))
         return
     typer.echo(f"sent {delivered} events to {settings.events_topic}")
+
+
+def _session_key(line: str) -> bytes | None:
+    """The ``session_id`` of a raw line when it has one (bad lines are sent unkeyed)."""
+    try:
+        session = json.loads(line).get("session_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(session).encode() if session is not None else None
 
 
 @app.command()

@@ -53,7 +53,11 @@ def _landed(data_dir: Path) -> tuple[int, int]:
 
 
 def run_demo(
-    n_events: int = 2000, n_malformed: int = 20, duration: float = 0, port: int = 8000, data_dir: Path | None = None
+    n_events: int = 2000,
+    n_malformed: int = 20,
+    duration: float = 0,
+    port: int = 8000,
+    data_dir: Path | None = None,
 ) -> int:
     from streams.broker import BrokerError, LocalBroker
 
@@ -88,7 +92,7 @@ def run_demo(
         wait_for(lambda: _http_ok(f"{base}/health"), 60, what="the API")
         traffic = generate(n_events=n_events, n_malformed=n_malformed, seed=int(time.time()) % 10_000)
         _say(f"• publishing {n_events} sample events and {n_malformed} malformed messages…")
-        with Publisher(bootstrap, settings.events_topic) as pub:
+        with Publisher(bootstrap, settings.events_topic, config={"log_level": 3}) as pub:
             pub.publish_many(traffic.events)
             for key, value in traffic.malformed:
                 pub.publish_raw(value, key)
@@ -119,7 +123,7 @@ def _summary(data: Path, base: str) -> None:
         _say("\nLanded in Parquet:", bold=True)
         con.sql("SELECT type, count(*) AS events FROM events GROUP BY ALL ORDER BY events DESC").show()
         con.sql(
-            "SELECT metric, count(*) AS n, round(avg(value), 3) AS mean FROM scores GROUP BY ALL ORDER BY metric"
+            "SELECT metric, count(*) AS n, round(avg(value), 6) AS mean FROM scores GROUP BY ALL ORDER BY metric"
         ).show()
         con.sql("SELECT reason, count(*) AS n FROM dlq GROUP BY ALL ORDER BY n DESC").show(max_width=140)
     finally:
@@ -128,9 +132,13 @@ def _summary(data: Path, base: str) -> None:
     with urllib.request.urlopen(example, timeout=10) as resp:
         body = json.loads(resp.read())
     _say("Where to look:", bold=True)
-    _say(f"  API docs          {base}/docs")
-    _say(f"  thumbs-up by model {example}   ({body['count']} points)")
-    _say(f"  edit ratio         {base}/v1/metrics/timeseries?metric=edit_ratio&window=30m&group_by=route")
-    _say(f"  SQL               EVALSTREAM_DATA_DIR={data} evalstream sql \"SELECT * FROM scores LIMIT 5\"")
-    _say(f"  files             {data}/{{events,scores,dlq}}/dt=*/*.parquet ; logs {data}/*.log")
+    rows = [
+        ("API docs", f"{base}/docs"),
+        ("thumbs-up by model", f"{example}   ({body['count']} points)"),
+        ("edit ratio by route", f"{base}/v1/metrics/timeseries?metric=edit_ratio&window=30m&group_by=route"),
+        ("SQL", f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT * FROM scores LIMIT 5"'),
+        ("files", f"{data}/{{events,scores,dlq}}/dt=*/*.parquet ; logs {data}/*.log"),
+    ]
+    for label, where in rows:
+        _say(f"  {label:<20} {where}")
     sys.stdout.flush()

@@ -72,7 +72,7 @@ class GenerationJoin:
         heap = self._heap(partition)
         removed = 0
         while heap and heap[0][0] <= now and removed < limit:
-            expires, key = heapq.heappop(heap)
+            _, key = heapq.heappop(heap)
             value = self.table.get(key)
             # a generation_id written again later has a newer expiry (and its own heap entry)
             if value and value.get("exp", 0.0) <= now:

@@ -2,8 +2,8 @@
 
 Example::
 
-    >>> proc = spawn_cli(["worker"], env={"EVALSTREAM_DATA_DIR": "/tmp/x"}, log_path="/tmp/x/worker.log")  # doctest: +SKIP
-    >>> stop(proc)                                                                                       # doctest: +SKIP
+    >>> proc = spawn_cli(["worker"], {"EVALSTREAM_DATA_DIR": "/tmp/x"}, "/tmp/x/worker.log")  # doctest: +SKIP
+    >>> stop(proc)                                                                          # doctest: +SKIP
 """
 
 from __future__ import annotations

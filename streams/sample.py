@@ -91,10 +91,22 @@ def _malformed(rng: random.Random, i: int, valid: dict[str, Any]) -> tuple[bytes
         lambda: json.dumps({k: v for k, v in broken.items() if k != "session_id"}).encode(),
         lambda: json.dumps({**broken, "ts": "yesterday"}).encode(),
         lambda: json.dumps({**broken, "ts": "2026-11-25T10:00:00"}).encode(),  # no offset
-        lambda: json.dumps({"type": "feedback", **{k: broken[k] for k in ("event_id", "ts", "session_id", "app")},
-                            "generation_id": "g", "thumbs": "sideways"}).encode(),
-        lambda: json.dumps({"type": "feedback", **{k: broken[k] for k in ("event_id", "ts", "session_id", "app")},
-                            "generation_id": "g", "score": 1.5}).encode(),
+        lambda: json.dumps(
+            {
+                "type": "feedback",
+                **{k: broken[k] for k in ("event_id", "ts", "session_id", "app")},
+                "generation_id": "g",
+                "thumbs": "sideways",
+            }
+        ).encode(),
+        lambda: json.dumps(
+            {
+                "type": "feedback",
+                **{k: broken[k] for k in ("event_id", "ts", "session_id", "app")},
+                "generation_id": "g",
+                "score": 1.5,
+            }
+        ).encode(),
         lambda: b"",
         lambda: None,  # a tombstone
     ]
@@ -113,7 +125,7 @@ def generate(
     rng = random.Random(seed)
     end = end or datetime.now(UTC).replace(microsecond=0)
     start = end - span
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     for s in range(n_sessions):
         app = rng.choice(list(APPS))
         sessions.append({
@@ -164,11 +176,22 @@ def generate(
                     "status": "ok",
                 }, 0.01)  # fmt: skip
         if rng.random() < 0.35:
-            emit(sess, {"type": "edit", "generation_id": gid,
-                        "edited_output": user_edit(output, rng, rng.randint(0, 6))}, rng.uniform(5, 60))
+            emit(
+                sess,
+                {
+                    "type": "edit",
+                    "generation_id": gid,
+                    "edited_output": user_edit(output, rng, rng.randint(0, 6)),
+                },
+                rng.uniform(5, 60),
+            )
         if rng.random() < 0.5:
             up = rng.random() < MODELS[sess["model"]]
-            body: dict[str, Any] = {"type": "feedback", "generation_id": gid, "thumbs": "up" if up else "down"}
+            body: dict[str, Any] = {
+                "type": "feedback",
+                "generation_id": gid,
+                "thumbs": "up" if up else "down",
+            }
             if rng.random() < 0.3:
                 body["score"] = round(rng.uniform(0.6, 1.0) if up else rng.uniform(0.0, 0.5), 2)
             if not up and rng.random() < 0.3:

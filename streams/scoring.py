@@ -76,18 +76,19 @@ def _scores(event: Event, ref: GenerationRef | None, values: dict[str, float | N
     gid = getattr(event, "generation_id", None)
     return [
         Score(
-            event.event_id, gid, event.ts_utc, event.app,
-            ref.route if ref else None, ref.model if ref else None, ref.prompt_version if ref else None,
-            metric, float(value),
-        )  # fmt: skip
+            event.event_id,
+            gid,
+            event.ts_utc,
+            event.app,
+            ref.route if ref else None,
+            ref.model if ref else None,
+            ref.prompt_version if ref else None,
+            metric,
+            float(value),
+        )
         for metric, value in values.items()
         if value is not None
     ]
-
-
-def needs_generation(event: Event) -> bool:
-    """Whether scoring this event needs the joined generation (edit distance does; ratings only want its labels)."""
-    return isinstance(event, EditEvent)
 
 
 def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:

@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.settings import Settings
 
-
 log = logging.getLogger("evalstream.topics")
 
 

@@ -243,7 +243,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     processor = BatchProcessor(join, dlq_topic, sinks, counters)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
-    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
     async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         sinks.forget_partitions()
         join.reset()
@@ -253,7 +253,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     async def evaluate(stream: StreamT) -> None:
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_patches.py)")
-        async for batch in stream.take_events(settings.flush_max_events, within=settings.flush_interval_s):
+        batches = stream.take_events(settings.flush_max_events, within=settings.flush_interval_s)  # type: ignore[attr-defined]
+        async for batch in batches:
             await processor.process(batch)
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]

@@ -35,12 +35,30 @@ def test_publish_refuses_a_file_with_invalid_lines(tmp_path: Path) -> None:
 def test_sql_json_output(tmp_path: Path) -> None:
     from datetime import datetime
 
-    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write("t", 0, 0, 1, [
-        {"event_id": f"e{i}", "generation_id": "g", "ts": datetime(2026, 11, 25), "app": "a", "route": "r",
-         "model": "m", "prompt_version": "v", "metric": "edit_ratio", "value": v} for i, v in enumerate((0.25, 0.75))
-    ])
+    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write(
+        "t",
+        0,
+        0,
+        1,
+        [
+            {
+                "event_id": f"e{i}",
+                "generation_id": "g",
+                "ts": datetime(2026, 11, 25),
+                "app": "a",
+                "route": "r",
+                "model": "m",
+                "prompt_version": "v",
+                "metric": "edit_ratio",
+                "value": v,
+            }
+            for i, v in enumerate((0.25, 0.75))
+        ],
+    )
     env = {"EVALSTREAM_DATA_DIR": str(tmp_path)}
-    result = runner.invoke(app, ["sql", "SELECT metric, avg(value) AS mean FROM scores GROUP BY ALL", "--json"], env=env)
+    result = runner.invoke(
+        app, ["sql", "SELECT metric, avg(value) AS mean FROM scores GROUP BY ALL", "--json"], env=env
+    )
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in result.stdout.splitlines()] == [{"metric": "edit_ratio", "mean": 0.5}]
     bad = runner.invoke(app, ["sql", "SELECT nope FROM scores"], env=env)

@@ -69,8 +69,12 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
 
     worker = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker.log")
     try:
-        wait_for(lambda: _counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None, 180, what="the worker",
-                 alive=worker)
+        wait_for(
+            lambda: _counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None,
+            180,
+            what="the worker",
+            alive=worker,
+        )
         alive = worker.poll() is None
     finally:
         code = stop(worker)
@@ -164,8 +168,12 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
 
     second = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-2.log")
     try:
-        wait_for(lambda: _counts(settings.data_dir) == (1500, 10) or None, 180, what="the second worker",
-                 alive=second)
+        wait_for(
+            lambda: _counts(settings.data_dir) == (1500, 10) or None,
+            180,
+            what="the second worker",
+            alive=second,
+        )
     finally:
         stop(second)
     con = connect(settings.data_dir)

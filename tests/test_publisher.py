@@ -5,7 +5,7 @@ import json
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.publisher import EventValidationError, PublishError, Publisher
+from streams.publisher import EventValidationError, Publisher, PublishError
 from streams.sample import generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -44,10 +44,21 @@ def test_publish_keys_by_session_and_keeps_session_order(settings: Settings) -> 
 
 def test_invalid_events_raise_before_sending(settings: Settings) -> None:
     ensure_topics(settings)
-    with Publisher(settings.bootstrap_servers, settings.events_topic) as pub:
-        with pytest.raises(EventValidationError, match="thumbs"):
-            pub.publish({"type": "feedback", "event_id": "e", "ts": "2026-11-25T10:00:00Z", "session_id": "s",
-                         "app": "a", "generation_id": "g", "thumbs": "maybe"})
+    with (
+        Publisher(settings.bootstrap_servers, settings.events_topic) as pub,
+        pytest.raises(EventValidationError, match="thumbs"),
+    ):
+        pub.publish(
+            {
+                "type": "feedback",
+                "event_id": "e",
+                "ts": "2026-11-25T10:00:00Z",
+                "session_id": "s",
+                "app": "a",
+                "generation_id": "g",
+                "thumbs": "maybe",
+            }
+        )
     assert pub.delivered == 0
 
 

@@ -17,8 +17,16 @@ from streams.schema import (
 )
 
 BASE = {"event_id": "e1", "ts": "2026-11-25T10:00:00+01:00", "session_id": "s1", "app": "chat"}
-GEN = {**BASE, "type": "generation", "generation_id": "g1", "route": "answer", "model": "m", "prompt_version": "v1",
-       "input": "hi", "output": "hello"}
+GEN = {
+    **BASE,
+    "type": "generation",
+    "generation_id": "g1",
+    "route": "answer",
+    "model": "m",
+    "prompt_version": "v1",
+    "input": "hi",
+    "output": "hello",
+}
 
 
 def test_every_type_parses_to_its_model() -> None:
@@ -26,9 +34,20 @@ def test_every_type_parses_to_its_model() -> None:
     assert isinstance(validate_event({**BASE, "type": "edit", "generation_id": "g", "edited_output": ""}), EditEvent)
     fb = validate_event({**BASE, "type": "feedback", "generation_id": "g", "score": 0.25})
     assert isinstance(fb, FeedbackEvent) and fb.score == 0.25 and fb.thumbs is None
-    span = validate_event({**BASE, "type": "span", "trace_id": "t", "span_id": "s", "parent_span_id": None,
-                           "component": "llm", "name": "call", "start": "2026-11-25T10:00:00Z",
-                           "end": "2026-11-25T10:00:01Z", "status": "ok"})
+    span = validate_event(
+        {
+            **BASE,
+            "type": "span",
+            "trace_id": "t",
+            "span_id": "s",
+            "parent_span_id": None,
+            "component": "llm",
+            "name": "call",
+            "start": "2026-11-25T10:00:00Z",
+            "end": "2026-11-25T10:00:01Z",
+            "status": "ok",
+        }
+    )
     assert isinstance(span, SpanEvent)
 
 
@@ -56,14 +75,30 @@ def test_unknown_fields_are_kept_through_a_round_trip() -> None:
         (json.dumps({**GEN, "type": "click"}).encode(), "type: must be one of"),
         (json.dumps({k: v for k, v in GEN.items() if k != "output"}).encode(), "output: Field required"),
         (json.dumps({**GEN, "ts": "2026-11-25T10:00:00"}).encode(), "ts: Input should have timezone info"),
-        (json.dumps({**GEN, "latency_ms": -1}).encode(), "latency_ms: Input should be greater than or equal to 0"),
+        (
+            json.dumps({**GEN, "latency_ms": -1}).encode(),
+            "latency_ms: Input should be greater than or equal to 0",
+        ),
         (json.dumps({**GEN, "event_id": ""}).encode(), "event_id: String should have at least 1 character"),
         (json.dumps({**BASE, "type": "feedback", "generation_id": "g"}).encode(), "feedback needs `thumbs`"),
         (json.dumps({**BASE, "type": "feedback", "generation_id": "g", "thumbs": "meh"}).encode(), "thumbs:"),
         (json.dumps({**BASE, "type": "feedback", "generation_id": "g", "score": 2}).encode(), "score:"),
-        (json.dumps({**BASE, "type": "span", "trace_id": "t", "span_id": "s", "component": "c", "name": "n",
-                     "start": "2026-11-25T10:00:01Z", "end": "2026-11-25T10:00:00Z", "status": "ok"}).encode(),
-         "span `end` is before `start`"),
+        (
+            json.dumps(
+                {
+                    **BASE,
+                    "type": "span",
+                    "trace_id": "t",
+                    "span_id": "s",
+                    "component": "c",
+                    "name": "n",
+                    "start": "2026-11-25T10:00:01Z",
+                    "end": "2026-11-25T10:00:00Z",
+                    "status": "ok",
+                }
+            ).encode(),
+            "span `end` is before `start`",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_reason(raw: bytes | None, reason: str) -> None:
@@ -75,4 +110,10 @@ def test_bad_input_gets_a_clear_reason(raw: bytes | None, reason: str) -> None:
 def test_published_json_schema_is_generated_from_the_models() -> None:
     published = Path(__file__).parents[1] / "streams" / "event.schema.json"
     assert json.loads(published.read_text()) == json_schema(), "run: evalstream schema > streams/event.schema.json"
-    assert set(json_schema()["discriminator"]["mapping"]) == {"generation", "feedback", "edit", "regenerate", "span"}
+    assert set(json_schema()["discriminator"]["mapping"]) == {
+        "generation",
+        "feedback",
+        "edit",
+        "regenerate",
+        "span",
+    }

@@ -6,9 +6,23 @@ from streams.schema import validate_event
 from streams.scoring import GenerationRef, scores_for
 
 BASE = {"ts": "2026-11-25T10:00:00Z", "session_id": "s", "app": "chat"}
-GEN = validate_event({**BASE, "event_id": "e0", "type": "generation", "generation_id": "g1", "route": "answer",
-                      "model": "m1", "prompt_version": "v2", "input": "q", "output": "hello world",
-                      "latency_ms": 250.5, "tokens_in": 10, "tokens_out": 3, "cost_usd": 0.001})
+GEN = validate_event(
+    {
+        **BASE,
+        "event_id": "e0",
+        "type": "generation",
+        "generation_id": "g1",
+        "route": "answer",
+        "model": "m1",
+        "prompt_version": "v2",
+        "input": "q",
+        "output": "hello world",
+        "latency_ms": 250.5,
+        "tokens_in": 10,
+        "tokens_out": 3,
+        "cost_usd": 0.001,
+    }
+)
 REF = GenerationRef.of(GEN)
 
 
@@ -18,30 +32,56 @@ def values(scores):  # type: ignore[no-untyped-def]
 
 def test_generation_scores_cost_and_latency() -> None:
     scores = scores_for(GEN, None)
-    assert values(scores) == {"latency_ms": 250.5, "tokens_in": 10, "tokens_out": 3, "cost_usd": 0.001, "error": 0}
+    assert values(scores) == {
+        "latency_ms": 250.5,
+        "tokens_in": 10,
+        "tokens_out": 3,
+        "cost_usd": 0.001,
+        "error": 0,
+    }
     s = scores[0]
     assert (s.event_id, s.generation_id, s.app, s.route, s.model, s.prompt_version) == (
-        "e0", "g1", "chat", "answer", "m1", "v2")
+        "e0",
+        "g1",
+        "chat",
+        "answer",
+        "m1",
+        "v2",
+    )
     assert s.ts == datetime(2026, 11, 25, 10, 0)
 
 
 def test_failed_generation_without_optional_fields() -> None:
-    gen = validate_event({**BASE, "event_id": "e", "type": "generation", "generation_id": "g", "route": "r",
-                          "model": "m", "prompt_version": "v", "input": "", "output": "", "error": "timeout"})
+    gen = validate_event(
+        {
+            **BASE,
+            "event_id": "e",
+            "type": "generation",
+            "generation_id": "g",
+            "route": "r",
+            "model": "m",
+            "prompt_version": "v",
+            "input": "",
+            "output": "",
+            "error": "timeout",
+        }
+    )
     assert values(scores_for(gen, None)) == {"error": 1.0}
 
 
 def test_edit_scores_need_the_generation() -> None:
-    edit = validate_event({**BASE, "event_id": "e1", "type": "edit", "generation_id": "g1",
-                           "edited_output": "hello, world!"})
+    edit = validate_event(
+        {**BASE, "event_id": "e1", "type": "edit", "generation_id": "g1", "edited_output": "hello, world!"}
+    )
     assert values(scores_for(edit, REF)) == {"edit_distance": 2.0, "edit_ratio": 2 / 13}
     assert scores_for(edit, None) == []
     assert {s.model for s in scores_for(edit, REF)} == {"m1"}
 
 
 def test_feedback_scores_with_and_without_generation() -> None:
-    fb = validate_event({**BASE, "event_id": "e2", "type": "feedback", "generation_id": "g1", "thumbs": "down",
-                         "score": 0.2})
+    fb = validate_event(
+        {**BASE, "event_id": "e2", "type": "feedback", "generation_id": "g1", "thumbs": "down", "score": 0.2}
+    )
     assert values(scores_for(fb, REF)) == {"thumbs_up": 0.0, "feedback_score": 0.2}
     orphan = scores_for(fb, None)
     assert values(orphan) == {"thumbs_up": 0.0, "feedback_score": 0.2}
@@ -54,4 +94,9 @@ def test_regenerate_marks_the_original_generation() -> None:
     rg = validate_event({**BASE, "event_id": "e4", "type": "regenerate", "generation_id": "g1"})
     [score] = scores_for(rg, REF)
     assert (score.metric, score.value, score.generation_id, score.event_id, score.route) == (
-        "regenerated", 1.0, "g1", "e4", "answer")
+        "regenerated",
+        1.0,
+        "g1",
+        "e4",
+        "answer",
+    )

@@ -13,8 +13,17 @@ from streams.schema import validate_event
 
 
 def score(event_id: str, ts: datetime, value: float = 1.0) -> dict:
-    return {"event_id": event_id, "generation_id": "g", "ts": ts, "app": "a", "route": "r", "model": "m",
-            "prompt_version": "v", "metric": "x", "value": value}
+    return {
+        "event_id": event_id,
+        "generation_id": "g",
+        "ts": ts,
+        "app": "a",
+        "route": "r",
+        "model": "m",
+        "prompt_version": "v",
+        "metric": "x",
+        "value": value,
+    }
 
 
 def files(root: Path) -> list[str]:
@@ -23,7 +32,13 @@ def files(root: Path) -> list[str]:
 
 def test_files_are_named_by_partition_and_offsets_and_split_by_date(tmp_path: Path) -> None:
     w = PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA)
-    w.write("llm.events", 3, 100, 102, [score("a", datetime(2026, 11, 24, 23, 59)), score("b", datetime(2026, 11, 25, 0, 1))])
+    w.write(
+        "llm.events",
+        3,
+        100,
+        102,
+        [score("a", datetime(2026, 11, 24, 23, 59)), score("b", datetime(2026, 11, 25, 0, 1))],
+    )
     name = "llm.events-00003-00000000000000000100-00000000000000000102.parquet"
     assert file_name("llm.events", 3, 100, 102) == name
     assert files(tmp_path) == [f"scores/dt=2026-11-24/{name}", f"scores/dt=2026-11-25/{name}"]
@@ -60,7 +75,9 @@ def test_leftover_temporary_files_are_removed_and_invisible(tmp_path: Path) -> N
 
 
 def test_an_empty_batch_still_clears_a_replayed_range(tmp_path: Path) -> None:
-    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write("t", 0, 5, 9, [score("a", datetime(2026, 11, 25))])
+    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write(
+        "t", 0, 5, 9, [score("a", datetime(2026, 11, 25))]
+    )
     PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write("t", 0, 5, 9, [])
     assert files(tmp_path) == []
 
@@ -70,8 +87,18 @@ def test_views_exist_before_any_file_and_expose_dt(tmp_path: Path) -> None:
     for view in ("events", "scores", "dlq"):
         assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,)
     assert "dt" in [d[0] for d in con.execute("SELECT * FROM events").description]
-    ev = validate_event({"type": "edit", "event_id": "e", "ts": "2026-11-25T23:30:00-02:00", "session_id": "s",
-                         "app": "a", "generation_id": "g", "edited_output": "x", "note": "kept"})
+    ev = validate_event(
+        {
+            "type": "edit",
+            "event_id": "e",
+            "ts": "2026-11-25T23:30:00-02:00",
+            "session_id": "s",
+            "app": "a",
+            "generation_id": "g",
+            "edited_output": "x",
+            "note": "kept",
+        }
+    )
     PartitionedParquetWriter(tmp_path, "events", EVENTS_SCHEMA).write("t", 0, 7, 7, [event_row(ev, "t", 0, 7)])
     con = connect(tmp_path)
     row = con.execute("SELECT event_id, ts, dt, extra, _offset FROM events").fetchone()
@@ -106,4 +133,7 @@ def test_index_limit_falls_back_to_disk(tmp_path: Path, monkeypatch) -> None:  #
     for i in range(5):
         w.write("t", 0, i * 10, i * 10 + 9, [score(f"e{j}", day) for j in range(i * 10, i * 10 + 10)])
     w.write("t", 0, 0, 49, [score(f"e{j}", day) for j in range(50)])  # older than the in-memory index
-    assert connect(tmp_path).execute("SELECT count(*), count(DISTINCT event_id) FROM scores").fetchone() == (50, 50)
+    assert connect(tmp_path).execute("SELECT count(*), count(DISTINCT event_id) FROM scores").fetchone() == (
+        50,
+        50,
+    )

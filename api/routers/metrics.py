@@ -66,7 +66,8 @@ class TimeseriesResponse(BaseModel):
 def get_timeseries(
     db: DuckDB,
     metric: Annotated[
-        str, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="e.g. edit_ratio")
+        str,
+        Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="e.g. edit_ratio"),
     ],
     window: Annotated[str, Query(description="Bucket width: 30s, 5m, 1h, 1d, 1w")] = "1h",
     group_by: Annotated[

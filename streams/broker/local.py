@@ -174,9 +174,7 @@ class LocalBroker:
         if log_dir.exists():  # a stale run: start from empty storage, formatting refuses otherwise
             shutil.rmtree(log_dir)
         props = data / "server.properties"
-        props.write_text(
-            _SERVER_PROPERTIES.format(port=port, controller_port=controller_port, log_dir=log_dir)
-        )
+        props.write_text(_SERVER_PROPERTIES.format(port=port, controller_port=controller_port, log_dir=log_dir))
         log_file = data / "broker.log"
         log_cfg = data / "log4j2.properties"
         log_cfg.write_text(_LOG4J2_PROPERTIES.format(log_file=log_file, level=log_level))
