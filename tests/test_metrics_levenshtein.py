@@ -1,0 +1,97 @@
+"""The Numba kernels against rapidfuzz, the exactness oracle: zero mismatches allowed."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz.distance import Levenshtein
+
+from metrics.levenshtein import (
+    distance_one_to_many,
+    distance_pairs,
+    pack,
+    word_distance_one_to_many,
+    word_distance_pairs,
+)
+
+# ASCII, Latin-1, combining marks, CJK, emoji (astral plane), a ZWJ sequence piece
+ALPHABET = st.sampled_from(list("ab c.\n") + ["é", "e\u0301", "\u0301", "ß", "漢", "字", "😀", "👍🏽", "\u200d", "Ω"])
+TEXT = st.lists(ALPHABET, max_size=160).map("".join)
+
+
+def edit_script(text: str, rng: random.Random, n_ops: int, alphabet: str = "abcdefgh é😀漢") -> str:
+    chars = list(text)
+    for _ in range(n_ops):
+        op = rng.randrange(3)
+        i = rng.randrange(len(chars) + 1)
+        if op == 0 or not chars:
+            chars.insert(i, rng.choice(alphabet))
+        elif op == 1:
+            del chars[min(i, len(chars) - 1)]
+        else:
+            chars[min(i, len(chars) - 1)] = rng.choice(alphabet)
+    return "".join(chars)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=12))
+def test_pairs_match_rapidfuzz(pairs: list[tuple[str, str]]) -> None:
+    a, b = zip(*pairs, strict=True)
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in pairs]
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXT, st.lists(TEXT, min_size=1, max_size=40))
+def test_one_to_many_matches_rapidfuzz(x: str, candidates: list[str]) -> None:
+    assert distance_one_to_many(x, candidates).tolist() == [Levenshtein.distance(x, c) for c in candidates]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=8))
+def test_word_level_matches_rapidfuzz(pairs: list[tuple[str, str]]) -> None:
+    a, b = zip(*pairs, strict=True)
+    expected = [Levenshtein.distance(x.split(), y.split()) for x, y in pairs]
+    assert word_distance_pairs(a, b).tolist() == expected
+
+
+@pytest.mark.parametrize("length", [1, 2, 63, 64, 65, 127, 128, 129, 1_000, 4_096, 20_000])
+def test_long_strings_with_random_edit_scripts(length: int) -> None:
+    rng = random.Random(length)
+    base = "".join(rng.choice("abcdefgh ijklmnop é😀漢\u0301") for _ in range(length))
+    a, b = [], []
+    for n_ops in (0, 1, 3, 10, max(1, length // 10), length):
+        a.append(base)
+        b.append(edit_script(base, rng, n_ops))
+        a.append(edit_script(base, rng, n_ops))  # both sides edited
+        b.append(edit_script(base, rng, n_ops))
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def test_edge_cases() -> None:
+    a = ["", "", "abc", "same", "😀", "e\u0301", "ab" * 100, "x" * 300]
+    b = ["", "abc", "", "same", "😁", "é", "ba" * 100, "y" * 300]
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
+    assert distance_pairs([], []).tolist() == []
+    assert distance_one_to_many("abc", []).tolist() == []
+    with pytest.raises(ValueError, match="same length"):
+        distance_pairs(["a"], [])
+
+
+def test_many_distinct_wide_characters() -> None:
+    rng = random.Random(5)
+    wide = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]  # more distinct code points than one word holds
+    a = ["".join(rng.choice(wide) for _ in range(2_500)) for _ in range(3)]
+    b = [edit_script(s, rng, 200, alphabet="".join(wide[:50])) for s in a]
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def test_word_one_to_many_and_lone_surrogates() -> None:
+    assert word_distance_one_to_many("a b c", ["a b c", "a c", ""]).tolist() == [0, 1, 3]
+    buf, starts, ends = pack(["\ud800x", ""])
+    assert buf.tolist() == [0xD800, ord("x")] and starts.tolist() == [0, 2] and ends.tolist() == [2, 2]
+    assert distance_pairs(["\ud800x"], ["x"]).tolist() == [1]
+    assert isinstance(distance_pairs(["a"], ["b"]), np.ndarray)
