@@ -52,6 +52,7 @@ def _slot(keys: np.ndarray, cp: np.int64) -> np.int64:
 def _lev_core(
     a: np.ndarray, a0: int, a1: int, b: np.ndarray, b0: int, b1: int,
     direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, vp: np.ndarray, vn: np.ndarray,
+    scores: np.ndarray,
 ) -> int:  # fmt: skip
     # strip common prefix and suffix
     while a0 < a1 and b0 < b1 and a[a0] == b[b0]:
@@ -105,45 +106,13 @@ def _lev_core(
             VP = HN | ~(D0 | HP)
             VN = HP & D0
     else:
-        for w in range(words):
-            vp[w] = _ALL
-            vn[w] = _ZERO
-        for j in range(n):
-            cp = np.int64(b[b0 + j])
-            use_direct = cp < _DIRECT
-            found = True
-            h = np.int64(0)
-            if not use_direct:
-                h = _slot(keys, cp)
-                found = keys[h] == cp
-            hp_carry = _ONE  # row 0 of the DP grows by one per text character
-            hn_carry = _ZERO
-            for w in range(words):
-                if use_direct:
-                    X = direct[cp, w]
-                elif found:
-                    X = hashed[h, w]
-                else:
-                    X = _ZERO
-                VP = vp[w]
-                VN = vn[w]
-                X = X | hn_carry
-                D0 = (((X & VP) + VP) ^ VP) | X | VN
-                HP = VN | ~(D0 | VP)
-                HN = D0 & VP
-                if w == words - 1:
-                    if HP & last:
-                        dist += 1
-                    if HN & last:
-                        dist -= 1
-                hp_out = HP >> np.uint64(63)
-                hn_out = HN >> np.uint64(63)
-                HP = (HP << _ONE) | hp_carry
-                HN = (HN << _ONE) | hn_carry
-                hp_carry = hp_out
-                hn_carry = hn_out
-                vp[w] = HN | ~(D0 | HP)
-                vn[w] = HP & D0
+        # Ukkonen band: guess a bound k and compute only the blocks that cells within k of the diagonal touch.
+        # A result r <= k is exact. Otherwise r is still an upper bound of the distance, so a second pass with
+        # k = r is exact: at most two passes, the second only for dissimilar strings.
+        k = n - m + 16
+        dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, k, last)
+        if dist > k:
+            dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     # reset only what was set, so the scratch is reusable without a full clear
     for i in range(m):
         cp = np.int64(a[a0 + i])
@@ -160,6 +129,77 @@ def _lev_core(
             if keys[h] == cp:
                 keys[h] = _EMPTY
     return dist
+
+
+@nb.njit(cache=True, nogil=True)
+def _banded_blocks(
+    a: np.ndarray, a0: int, m: int, b: np.ndarray, b0: int, n: int,
+    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, vp: np.ndarray, vn: np.ndarray,
+    scores: np.ndarray, k: int, last: np.uint64,
+) -> int:  # fmt: skip
+    """Blocked Hyyrö over the blocks within ``k`` of the diagonal; exact when the result is <= k.
+
+    Cells outside the band are over-estimated (a new block starts at +1 per row, a dropped block's carry at
+    +1 per column), never under-estimated, so no path through them can beat one of cost <= k.
+    """
+    words = (m + 63) // 64
+    diff = n - m
+    first = 0
+    lastb = min(words - 1, max(0, (k - diff + 1) // 64))
+    for w in range(lastb + 1):
+        vp[w] = _ALL
+        vn[w] = _ZERO
+        scores[w] = (w + 1) * 64 if w < words - 1 else m
+    for j in range(n):
+        cp = np.int64(b[b0 + j])
+        use_direct = cp < _DIRECT
+        found = True
+        h = np.int64(0)
+        if not use_direct:
+            h = _slot(keys, cp)
+            found = keys[h] == cp
+        while first < lastb and (first + 1) * 64 < j - k:
+            first += 1
+        hp_carry = _ONE
+        hn_carry = _ZERO
+        w = first
+        target = min(words - 1, (j + k - diff + 1) // 64)
+        while True:
+            if w > lastb:  # a block enters the band: values below the previous block, +1 per row
+                lastb = w
+                vp[w] = _ALL
+                vn[w] = _ZERO
+                chars = 64 if w < words - 1 else (m - 1) % 64 + 1
+                scores[w] = scores[w - 1] - np.int64(hp_carry) + np.int64(hn_carry) + chars
+            if use_direct:
+                X = direct[cp, w]
+            elif found:
+                X = hashed[h, w]
+            else:
+                X = _ZERO
+            VP = vp[w]
+            VN = vn[w]
+            X = X | hn_carry
+            D0 = (((X & VP) + VP) ^ VP) | X | VN
+            HP = VN | ~(D0 | VP)
+            HN = D0 & VP
+            if w < words - 1:
+                hp_out = HP >> np.uint64(63)
+                hn_out = HN >> np.uint64(63)
+            else:
+                hp_out = _ONE if HP & last else _ZERO
+                hn_out = _ONE if HN & last else _ZERO
+            scores[w] += np.int64(hp_out) - np.int64(hn_out)
+            HP = (HP << _ONE) | hp_carry
+            HN = (HN << _ONE) | hn_carry
+            hp_carry = hp_out
+            hn_carry = hn_out
+            vp[w] = HN | ~(D0 | HP)
+            vn[w] = HP & D0
+            if w >= target and w >= lastb:
+                break
+            w += 1
+    return scores[words - 1]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -203,10 +243,9 @@ def _chunk_distances(
     hashed = np.zeros((size, words), np.uint64)
     vp = np.empty(words, np.uint64)
     vn = np.empty(words, np.uint64)
+    scores = np.empty(words, np.int64)
     for i in range(lo, hi):
-        out[i] = _lev_core(
-            a, a_start[i], a_end[i], b, b_start[i], b_end[i], direct, keys, hashed, vp, vn
-        )
+        out[i] = _lev_core(a, a_start[i], a_end[i], b, b_start[i], b_end[i], direct, keys, hashed, vp, vn, scores)
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -227,12 +266,22 @@ def _distances(
 
 
 def pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All strings as one UTF-32 code-point array (one encode for the whole batch) plus start/end offsets."""
-    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
+    """All strings as one UTF-32 code-point buffer plus start/end offsets, packed in one pass.
+
+    Where lengths are similar, NumPy copies the strings into a fixed-width UCS-4 array (one C loop, padding
+    ignored through the offsets); a batch with very uneven lengths is joined and encoded once instead, so one
+    long string never multiplies the memory of the short ones.
+    """
+    lengths = np.array(list(map(len, strings)), dtype=np.int64)
+    total = int(lengths.sum())
+    longest = int(lengths.max()) if len(strings) else 0
+    if longest and longest * len(strings) <= 2 * total + 65_536:
+        buf = np.array(strings, dtype=f"<U{longest}").view(np.uint32).reshape(-1)
+        starts = np.arange(len(strings), dtype=np.int64) * longest
+        return buf, starts, starts + lengths
     ends = np.cumsum(lengths)
-    starts = ends - lengths
     buf = np.frombuffer("".join(strings).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return buf, starts, ends
+    return buf, ends - lengths, ends
 
 
 def _chunks(n: int) -> int:
