@@ -29,7 +29,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics.levenshtein import distance_one_to_many, distance_pairs, warm_up  # noqa: E402
+from metrics.levenshtein import distance_one_to_many, distance_pairs, warm_up
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 WORDS = ("please", "actually", "the", "customer", "account", "note", "quickly", "we", "café", "🙂", "team")
@@ -48,9 +48,7 @@ def corpus() -> tuple[str, str]:
                         answers.append(answer)
         return " ".join(answers), f"real text ({SHARED.name}, {len(answers)} answers)"
     rng = random.Random(0)
-    vocab = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(3000)
-    ]
+    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
     return " ".join(rng.choice(vocab) for _ in range(400_000)), "generated text (../shared not found)"
 
 

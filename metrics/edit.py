@@ -12,15 +12,23 @@ Example::
 
 from __future__ import annotations
 
-from rapidfuzz.distance import Levenshtein
+from metrics.levenshtein import distance_pairs
 
 
 def edit_distance(original: str, edited: str) -> int:
-    """Levenshtein distance (unit-cost insert, delete, substitute) over Unicode code points."""
-    return int(Levenshtein.distance(original, edited))
+    """Levenshtein distance (unit-cost insert, delete, substitute) over Unicode code points.
+
+    One pair; the worker scores a whole batch at once with :func:`metrics.levenshtein.distance_pairs`.
+    """
+    return int(distance_pairs([original], [edited])[0])
+
+
+def normalized(distance: int, original_len: int, edited_len: int) -> float:
+    """``distance / max(lengths)``: 0.0 = kept as is, 1.0 = fully rewritten (0.0 when both are empty)."""
+    longest = max(original_len, edited_len)
+    return distance / longest if longest else 0.0
 
 
 def edit_ratio(original: str, edited: str) -> float:
     """``edit_distance / max(len(original), len(edited))``: 0.0 = kept as is, 1.0 = fully rewritten."""
-    longest = max(len(original), len(edited))
-    return edit_distance(original, edited) / longest if longest else 0.0
+    return normalized(edit_distance(original, edited), len(original), len(edited))

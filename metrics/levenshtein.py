@@ -346,4 +346,3 @@ def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel specialisation the worker uses."""
     distance_pairs(["warm-up", "é" * 70], ["warm up", "e" * 70])
     word_distance_pairs(["warm up now"], ["warm now"])
-

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from metrics.edit import edit_distance, edit_ratio
+from metrics.edit import normalized
+from metrics.levenshtein import distance_pairs, word_distance_pairs
 from streams.schema import (
     EditEvent,
     Event,
@@ -95,7 +96,7 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     """Scores produced by one event; ``ref`` is the joined generation (None when unknown or expired).
 
     - generation: ``latency_ms``, ``tokens_in``, ``tokens_out``, ``cost_usd`` (when given) and ``error`` (1/0).
-    - edit: ``edit_distance`` and ``edit_ratio`` against the generation's output (nothing without it).
+    - edit: see :func:`edit_scores`, against the generation's output (nothing without it).
     - feedback: ``thumbs_up`` (1/0) and/or ``feedback_score``; route/model are null when the generation is unknown.
     - regenerate: ``regenerated`` = 1 on the original generation.
     - span: none yet.
@@ -109,15 +110,34 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
             "error": 1.0 if event.error else 0.0,
         })  # fmt: skip
     if isinstance(event, EditEvent):
-        if ref is None:
-            return []
-        return _scores(event, ref, {
-            "edit_distance": edit_distance(ref.output, event.edited_output),
-            "edit_ratio": edit_ratio(ref.output, event.edited_output),
-        })  # fmt: skip
+        return edit_scores([(event, ref)])[0] if ref is not None else []
     if isinstance(event, FeedbackEvent):
         thumbs = None if event.thumbs is None else float(event.thumbs == "up")
         return _scores(event, ref, {"thumbs_up": thumbs, "feedback_score": event.score})
     if isinstance(event, RegenerateEvent):
         return _scores(event, ref, {"regenerated": 1.0})
     return []
+
+
+def edit_scores(edits: list[tuple[EditEvent, GenerationRef]]) -> list[list[Score]]:
+    """Scores of many edits at once (one batched Numba call per level), in the order given.
+
+    ``edit_distance`` (characters), ``edit_ratio`` (distance / longer length), ``edit_word_distance``
+    (whitespace tokens) and ``edit_accepted`` (1 when the user kept the output as is).
+    """
+    if not edits:
+        return []
+    originals = [ref.output for _, ref in edits]
+    kept = [event.edited_output for event, _ in edits]
+    chars = distance_pairs(originals, kept)
+    words = word_distance_pairs(originals, kept)
+    out = []
+    for (event, ref), d, w in zip(edits, chars, words, strict=True):
+        values: dict[str, float | None] = {
+            "edit_distance": int(d),
+            "edit_ratio": normalized(int(d), len(ref.output), len(event.edited_output)),
+            "edit_word_distance": int(w),
+            "edit_accepted": 1.0 if d == 0 else 0.0,
+        }
+        out.append(_scores(event, ref, values))
+    return out

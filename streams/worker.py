@@ -33,12 +33,13 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from metrics.levenshtein import warm_up
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
 from streams.join import GenerationJoin
-from streams.schema import Event, EventValidationError, GenerationEvent, parse_event
-from streams.scoring import GenerationRef, Score, scores_for
+from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
+from streams.scoring import GenerationRef, edit_scores, scores_for
 from streams.settings import Settings
 from streams.topics import ensure_committed_offsets, ensure_topics
 
@@ -134,21 +135,23 @@ class BatchProcessor:
             )  # fmt: skip
         self._next_offset[(part.topic, part.partition)] = part.last_offset + 1
 
-    def _score(self, event: Event, partition: int, now: float) -> list[Score]:
+    def _join(self, event: Event, partition: int, now: float) -> GenerationRef | None:
         if isinstance(event, GenerationEvent):
-            self.join.remember(GenerationRef.of(event), partition, now)
-            return scores_for(event, None)
+            generation = GenerationRef.of(event)
+            self.join.remember(generation, partition, now)
+            return generation
         generation_id = getattr(event, "generation_id", None)
-        ref = None
-        if generation_id is not None:
-            ref = self.join.lookup(generation_id)
-            if ref is None:
-                self.counters.orphans += 1
-        return scores_for(event, ref)
+        if generation_id is None:
+            return None
+        ref = self.join.lookup(generation_id)
+        if ref is None:
+            self.counters.orphans += 1
+        return ref
 
     async def process(self, batch: Sequence[EventT]) -> None:
         parts: dict[tuple[str, int], PartitionBatch] = {}
         deliveries = []
+        edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
         now = time.time()
         for ev in batch:
             msg = ev.message
@@ -161,7 +164,12 @@ class BatchProcessor:
             _as_current_event(ev)
             try:
                 event = parse_event(msg.value)
-                scores = self._score(event, msg.partition, now)
+                ref = self._join(event, msg.partition, now)
+                if isinstance(event, EditEvent) and ref is not None:
+                    edits.append((part, event, ref))  # scored below, all edits in one batched call
+                    scores = []
+                else:
+                    scores = scores_for(event, ref)
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
@@ -185,6 +193,9 @@ class BatchProcessor:
             )
             part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value))
             self.counters.dead_lettered += 1
+        for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
+            part.scores.extend(score_row(s) for s in scores)
+            self.counters.scores += len(scores)
         for part in parts.values():
             _as_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
@@ -220,6 +231,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     if partitions is None:
         partitions = ensure_topics(settings)
     ensure_committed_offsets(settings, partitions)
+    started = time.perf_counter()
+    warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
+    log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_id,

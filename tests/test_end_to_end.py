@@ -112,6 +112,10 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     assert set(got) == set(edits)
     for event_id, edit in edits.items():
         assert got[event_id] == Levenshtein.distance(outputs[edit["generation_id"]], edit["edited_output"])
+    words = dict(con.execute("SELECT event_id, value FROM scores WHERE metric = 'edit_word_distance'").fetchall())
+    for event_id, edit in edits.items():
+        original, kept = outputs[edit["generation_id"]], edit["edited_output"]
+        assert words[event_id] == Levenshtein.distance(original.split(), kept.split())
     ratios = dict(con.execute("SELECT event_id, value FROM scores WHERE metric = 'edit_ratio'").fetchall())
     for event_id, edit in edits.items():
         original, kept = outputs[edit["generation_id"]], edit["edited_output"]

@@ -73,7 +73,16 @@ def test_edit_scores_need_the_generation() -> None:
     edit = validate_event(
         {**BASE, "event_id": "e1", "type": "edit", "generation_id": "g1", "edited_output": "hello, world!"}
     )
-    assert values(scores_for(edit, REF)) == {"edit_distance": 2.0, "edit_ratio": 2 / 13}
+    assert values(scores_for(edit, REF)) == {
+        "edit_distance": 2.0,
+        "edit_ratio": 2 / 13,
+        "edit_word_distance": 2.0,  # "hello world" -> "hello, world!": both tokens changed
+        "edit_accepted": 0.0,
+    }
+    same = validate_event(
+        {**BASE, "event_id": "e9", "type": "edit", "generation_id": "g1", "edited_output": "hello world"}
+    )
+    assert values(scores_for(same, REF))["edit_accepted"] == 1.0
     assert scores_for(edit, None) == []
     assert {s.model for s in scores_for(edit, REF)} == {"m1"}
 
