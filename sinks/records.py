@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
+from metrics.pii import redact
 from streams.schema import Event
 from streams.scoring import Score
 
@@ -66,10 +67,29 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-def event_row(event: Event, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One ``events`` row; fields the type lacks are null, unknown fields go to ``extra`` as JSON."""
+TEXT_COLUMNS = ("input", "output", "edited_output", "comment")
+StoreText = Literal["full", "redacted", "none"]
+
+
+def _store(text: str | None, store_text: StoreText) -> str | None:
+    if text is None or store_text == "full":
+        return text
+    return redact(text) if store_text == "redacted" else None
+
+
+def event_row(event: Event, topic: str, partition: int, offset: int, store_text: StoreText = "full") -> dict[str, Any]:
+    """One ``events`` row; fields the type lacks are null, unknown fields go to ``extra`` as JSON.
+
+    ``store_text``: ``full`` keeps the texts (input, output, edited output, comment and unknown fields),
+    ``redacted`` replaces detected PII with labels such as ``[EMAIL]``, ``none`` stores no text at all.
+    """
     known = {k: _naive_utc(v) for k, v in event.__dict__.items() if k in _EVENT_COLUMNS}
+    for column in TEXT_COLUMNS:
+        if column in known:
+            known[column] = _store(known[column], store_text)
     extra = event.model_extra or None
+    if extra and store_text != "full":
+        extra = {"_redacted": True} if store_text == "none" else json.loads(redact(json.dumps(extra)))
     return {
         **known,
         "extra": json.dumps(extra, ensure_ascii=False, default=str) if extra else None,
@@ -84,8 +104,18 @@ def score_row(score: Score) -> dict[str, Any]:
 
 
 def dlq_row(
-    reason: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    store_text: StoreText = "full",
 ) -> dict[str, Any]:
+    """One ``dlq`` row; with ``store_text`` other than ``full`` the original value is redacted or dropped."""
+    if value is not None and store_text != "full":
+        stored = _store(value.decode("utf-8", "replace"), store_text)
+        value = stored.encode() if stored is not None else None
     return {
         "received_at": datetime.now(UTC).replace(tzinfo=None),
         "reason": reason,

@@ -38,6 +38,8 @@ _QUESTIONS = [
     "Show me how to paginate the list endpoint in Python.",
     "Is there a way to export my data as CSV?",
     "The mobile app crashes when I upload a photo. What should I do?",
+    "Please update my email to jane.roe@example.com and call me on +1 415 555 0100.",
+    "My card 4111 1111 1111 1111 was charged twice, can you refund it?",
 ]
 _SENTENCES = [
     "You can reset your password from the sign-in page by choosing 'Forgot password'.",
@@ -55,6 +57,7 @@ _SENTENCES = [
     "I'm sorry for the inconvenience — I've escalated this to our billing team.",
     "Here is an example: `for page in client.items.list(limit=100): process(page)`.",
     "Große Dateien über 2 GB werden derzeit nicht unterstützt. 🙏",
+    "I've sent the confirmation to jane.roe@example.com.",
 ]
 _EDIT_WORDS = ["please", "kindly", "now", "actually", "team", "account", "Note:", "quickly", "🙂", "café"]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from metrics.edit import normalized
 from metrics.levenshtein import distance_pairs, word_distance_pairs
+from metrics.pii import pii_counts
 from streams.schema import (
     EditEvent,
     Event,
@@ -108,6 +109,7 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
             "tokens_out": event.tokens_out,
             "cost_usd": event.cost_usd,
             "error": 1.0 if event.error else 0.0,
+            **pii_values(event),
         })  # fmt: skip
     if isinstance(event, EditEvent):
         return edit_scores([(event, ref)])[0] if ref is not None else []
@@ -141,3 +143,18 @@ def edit_scores(edits: list[tuple[EditEvent, GenerationRef]]) -> list[list[Score
         }
         out.append(_scores(event, ref, values))
     return out
+
+
+def pii_values(event: GenerationEvent) -> dict[str, float | None]:
+    """``pii_input`` / ``pii_output`` (total detections, always) and ``pii_<side>_<type>`` for each type found."""
+    values: dict[str, float | None] = {}
+    for side, text in (("input", event.input), ("output", event.output)):
+        counts = pii_counts(text)
+        values[f"pii_{side}"] = float(sum(counts.values()))
+        values.update({f"pii_{side}_{kind}": float(n) for kind, n in counts.items()})
+    return values
+
+
+def novelty_scores(event: GenerationEvent, value: float | None) -> list[Score]:
+    """The ``novelty`` score of a generation (nothing when there was no earlier output to compare with)."""
+    return _scores(event, GenerationRef.of(event), {"novelty": value})

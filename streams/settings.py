@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     join_ttl_s: float = Field(
         default=24 * 3600, gt=0, description="How long a generation stays joinable by edits/feedback."
     )
+    store_text: Literal["full", "redacted", "none"] = Field(
+        default="full", description="Texts in Parquet: as sent, with PII redacted, or not at all."
+    )
+    novelty_k: int = Field(default=32, ge=1, le=1024, description="Recent outputs novelty compares with.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,12 +34,13 @@ from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
 from metrics.levenshtein import warm_up
+from metrics.novelty import RecentOutputs, novelty
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
 from streams.join import GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
-from streams.scoring import GenerationRef, edit_scores, scores_for
+from streams.scoring import GenerationRef, Score, edit_scores, novelty_scores, scores_for
 from streams.settings import Settings
 from streams.topics import ensure_committed_offsets, ensure_topics
 
@@ -114,7 +115,11 @@ class BatchProcessor:
         dlq_topic: faust.types.TopicT,
         sinks: ParquetSinks,
         counters: WorkerCounters,
+        recent: MutableMapping[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings()
+        self.recent = recent if recent is not None else {}
         self.join = join
         self.dlq_topic = dlq_topic
         self.sinks = sinks
@@ -148,10 +153,24 @@ class BatchProcessor:
             self.counters.orphans += 1
         return ref
 
+    def _novelty(
+        self, event: GenerationEvent, part: PartitionBatch, recent: dict[str, tuple[RecentOutputs, PartitionBatch]]
+    ) -> list[Score]:
+        """Novelty against the recent outputs of the same app and route seen on this partition."""
+        key = f"{part.partition}:{event.app}:{event.route}"
+        state = recent[key][0] if key in recent else None
+        if state is None:
+            state = RecentOutputs(self.settings.novelty_k, tuple(self.recent.get(key) or ()))
+        scores = novelty_scores(event, novelty(event.output, state))
+        recent[key] = (state.update(event.output), part)
+        return scores
+
     async def process(self, batch: Sequence[EventT]) -> None:
         parts: dict[tuple[str, int], PartitionBatch] = {}
         deliveries = []
         edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
+        recent: dict[str, tuple[RecentOutputs, PartitionBatch]] = {}  # written back once per key per batch
+        store_text = self.settings.store_text
         now = time.time()
         for ev in batch:
             msg = ev.message
@@ -170,13 +189,15 @@ class BatchProcessor:
                     scores = []
                 else:
                     scores = scores_for(event, ref)
+                if isinstance(event, GenerationEvent) and not event.error:
+                    scores += self._novelty(event, part, recent)
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
                 log.exception("failed to process %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 reason = f"processing error: {type(exc).__name__}: {exc}"
             else:
-                part.events.append(event_row(event, msg.topic, msg.partition, msg.offset))
+                part.events.append(event_row(event, msg.topic, msg.partition, msg.offset, store_text))
                 part.scores.extend(score_row(s) for s in scores)
                 self.counters.valid += 1
                 self.counters.scores += len(scores)
@@ -191,11 +212,14 @@ class BatchProcessor:
                     ],
                 )
             )
-            part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value))
+            part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value, store_text))
             self.counters.dead_lettered += 1
         for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
             part.scores.extend(score_row(s) for s in scores)
             self.counters.scores += len(scores)
+        for key, (outputs, part) in recent.items():
+            _as_current_event(part.last_event)  # the key belongs to this partition's changelog
+            self.recent[key] = list(outputs.outputs)
         for part in parts.values():
             _as_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
@@ -254,7 +278,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     counters = WorkerCounters()
     join = GenerationJoin(table, settings.join_ttl_s)
     sinks = ParquetSinks(settings)
-    processor = BatchProcessor(join, dlq_topic, sinks, counters)
+    # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
+    recent = app.Table("recent_outputs", default=None, partitions=partitions)
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from rapidfuzz.distance import Levenshtein
 
 from api.app import create_app
+from metrics.pii import pii_counts
 from sinks.catalog import connect
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
@@ -121,6 +122,30 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
         original, kept = outputs[edit["generation_id"]], edit["edited_output"]
         longest = max(len(original), len(kept))
         assert ratios[event_id] == pytest.approx(got[event_id] / longest if longest else 0.0)
+
+    # PII counts per generation, and novelty against the 32 previous outputs of the same app/route/partition.
+    gens = con.execute(
+        "SELECT generation_id, input, output, app, route, _partition, error FROM events"
+        " WHERE type = 'generation' ORDER BY _partition, _offset"
+    ).fetchall()
+    pii_in = dict(con.execute("SELECT generation_id, value FROM scores WHERE metric = 'pii_input'").fetchall())
+    assert pii_in == {g[0]: float(sum(pii_counts(g[1]).values())) for g in gens}
+    assert any(v > 0 for v in pii_in.values())
+    got_novelty = dict(con.execute("SELECT generation_id, value FROM scores WHERE metric = 'novelty'").fetchall())
+    recent_by_key: dict[tuple, list[str]] = {}
+    expected_novelty = {}
+    for gid, _, output, app, route, partition, error in gens:
+        if error:
+            continue
+        recent = recent_by_key.setdefault((partition, app, route), [])
+        if recent:
+            expected_novelty[gid] = min(
+                Levenshtein.distance(output, r) / max(len(output), len(r)) if max(len(output), len(r)) else 0.0
+                for r in recent
+            )
+        recent[:] = [*recent, output][-32:]
+    assert got_novelty.keys() == expected_novelty.keys()
+    assert all(got_novelty[k] == pytest.approx(v) for k, v in expected_novelty.items())
 
     # Feedback and regenerate scores carry the joined generation's labels.
     gen_model = {e["generation_id"]: e["model"] for e in traffic.events if e["type"] == "generation"}

@@ -38,6 +38,8 @@ def test_generation_scores_cost_and_latency() -> None:
         "tokens_out": 3,
         "cost_usd": 0.001,
         "error": 0,
+        "pii_input": 0,
+        "pii_output": 0,
     }
     s = scores[0]
     assert (s.event_id, s.generation_id, s.app, s.route, s.model, s.prompt_version) == (
@@ -66,7 +68,27 @@ def test_failed_generation_without_optional_fields() -> None:
             "error": "timeout",
         }
     )
-    assert values(scores_for(gen, None)) == {"error": 1.0}
+    assert values(scores_for(gen, None)) == {"error": 1.0, "pii_input": 0.0, "pii_output": 0.0}
+
+
+def test_generation_pii_counts_per_side_and_type() -> None:
+    gen = validate_event(
+        {
+            **BASE,
+            "event_id": "e",
+            "type": "generation",
+            "generation_id": "g",
+            "route": "r",
+            "model": "m",
+            "prompt_version": "v",
+            "input": "I am jane@example.com, ssn 123-45-6789",
+            "output": "Emailing jane@example.com now",
+        }
+    )
+    got = values(scores_for(gen, None))
+    assert {k: v for k, v in got.items() if k.startswith("pii")} == {
+        "pii_input": 2.0, "pii_input_email": 1.0, "pii_input_ssn": 1.0, "pii_output": 1.0, "pii_output_email": 1.0,
+    }  # fmt: skip
 
 
 def test_edit_scores_need_the_generation() -> None:

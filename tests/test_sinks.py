@@ -137,3 +137,36 @@ def test_index_limit_falls_back_to_disk(tmp_path: Path, monkeypatch) -> None:  #
         50,
         50,
     )
+
+
+def test_store_text_redacted_or_none_keeps_pii_out_of_rows() -> None:
+    from sinks.records import dlq_row
+
+    ev = validate_event(
+        {
+            "type": "generation",
+            "event_id": "e",
+            "ts": "2026-11-25T10:00:00Z",
+            "session_id": "s",
+            "app": "a",
+            "generation_id": "g",
+            "route": "r",
+            "model": "m",
+            "prompt_version": "v",
+            "input": "I am jane@example.com",
+            "output": "ok 123-45-6789",
+            "note": "jane@example.com",
+        }
+    )
+    full = event_row(ev, "t", 0, 1)
+    assert full["input"] == "I am jane@example.com"
+    red = event_row(ev, "t", 0, 1, "redacted")
+    assert (red["input"], red["output"]) == ("I am [EMAIL]", "ok [SSN]")
+    assert "jane" not in red["extra"]
+    none = event_row(ev, "t", 0, 1, "none")
+    assert none["input"] is None and none["output"] is None and "jane" not in none["extra"]
+    assert none["model"] == "m"  # labels are not text
+    assert (
+        dlq_row("bad", "t", 0, 1, b"k", b'{"email": "jane@example.com"', "redacted")["value"] == b'{"email": "[EMAIL]"'
+    )
+    assert dlq_row("bad", "t", 0, 1, b"k", b"jane@example.com", "none")["value"] is None

@@ -1,0 +1,132 @@
+"""The pure metric library: properties with hypothesis, merge == one pass over the concatenation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz.distance import Levenshtein
+
+from metrics.edit import EditStats
+from metrics.novelty import RecentOutputs, novelty
+from metrics.pii import iban_ok, luhn_ok, pii_counts, redact
+from metrics.quantiles import QuantileSketch
+from metrics.rates import Rate, wilson_interval
+
+OUTCOMES = st.lists(st.booleans(), max_size=60)
+
+
+@given(OUTCOMES, OUTCOMES)
+def test_rate_merge_equals_one_pass(a: list[bool], b: list[bool]) -> None:
+    def run(xs: list[bool]) -> Rate:
+        r = Rate()
+        for x in xs:
+            r = r.update(x)
+        return r
+
+    assert run(a).merge(run(b)) == run(a + b)
+    value = run(a + b).get()
+    if not a + b:
+        assert value is None
+    else:
+        assert value is not None and value.low <= value.rate <= value.high
+        assert value.rate == sum(a + b) / len(a + b)
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(81, 263)  # Wikipedia-style textbook example
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    assert Rate.from_dict(Rate(2, 5).to_dict()) == Rate(2, 5)
+
+
+@given(st.lists(st.tuples(st.integers(0, 500), st.floats(0, 1), st.integers(0, 90)), max_size=40), st.integers(0, 40))
+def test_edit_stats_merge_equals_one_pass(rows: list[tuple[int, float, int]], cut: int) -> None:
+    def run(xs: list[tuple[int, float, int]]) -> EditStats:
+        s = EditStats()
+        for d, r, w in xs:
+            s = s.update(d, r, w)
+        return s
+
+    merged, single = run(rows[:cut]).merge(run(rows[cut:])), run(rows)
+    assert (merged.count, merged.distance_sum, merged.word_distance_sum, merged.accepted) == (
+        single.count, single.distance_sum, single.word_distance_sum, single.accepted)  # fmt: skip
+    assert math.isclose(merged.ratio_sum, single.ratio_sum, abs_tol=1e-9)
+    assert (single.get() is None) == (not rows)
+
+
+def test_quantile_sketch_rank_error_within_one_percent() -> None:
+    rng = random.Random(3)
+    values = [rng.lognormvariate(6, 0.8) for _ in range(60_000)]
+    half = len(values) // 2
+    a = QuantileSketch().update_many(values[:half])
+    b = QuantileSketch().update_many(values[half:])
+    merged = a.merge(b)
+    assert merged.count == len(values)
+    ordered = sorted(values)
+    for q in (0.5, 0.95, 0.99):
+        estimate = merged.get(q)
+        assert estimate is not None
+        true_rank = sum(v <= estimate for v in ordered) / len(ordered)
+        assert abs(true_rank - q) <= 0.01, (q, true_rank)
+    assert QuantileSketch.from_text(merged.to_text()).get(0.5) == merged.get(0.5)
+    assert QuantileSketch().get(0.5) is None and QuantileSketch().quantiles() is None
+    assert QuantileSketch().merge(a) == a and a.merge(QuantileSketch()) == a
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=50), st.text(max_size=40))
+def test_novelty_is_the_minimum_normalized_distance(history: list[str], output: str) -> None:
+    recent = RecentOutputs(k=8)
+    for h in history:
+        recent = recent.update(h)
+    assert recent.outputs == tuple(history[-8:])
+    value = novelty(output, recent)
+    if not history:
+        assert value is None
+        return
+    expected = min(
+        Levenshtein.distance(output, h) / max(len(output), len(h)) if max(len(output), len(h)) else 0.0
+        for h in history[-8:]
+    )
+    assert value == pytest.approx(expected)
+
+
+def test_recent_outputs_merge_keeps_the_newest() -> None:
+    a = RecentOutputs(k=3).update("a").update("b")
+    b = RecentOutputs(k=3).update("c").update("d")
+    assert a.merge(b).outputs == ("b", "c", "d")
+    assert RecentOutputs().get() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jane.doe+news@example.co.uk today", {"email": 1}),
+        ("call +1 (415) 555-0100 or 020 7946 0958", {"phone": 2}),
+        ("card 4111 1111 1111 1111 and 5500-0000-0000-0004", {"credit_card": 2}),
+        ("not a card: 4111 1111 1111 1112", {}),
+        ("IBAN DE89 3704 0044 0532 0130 00, GB82WEST12345698765432", {"iban": 2}),
+        ("bad IBAN DE00 3704 0044 0532 0130 00", {}),
+        ("hosts 192.168.1.20 and 2001:db8::1", {"ip": 2}),
+        ("not ip 999.1.1.1, not time 10:00:00", {}),
+        ("ssn 123-45-6789 but not 000-12-3456", {"ssn": 1}),
+        ("order 12345678 shipped 2026-11-25 for 1,234.56 USD", {}),
+    ],
+)
+def test_pii_detection(text: str, expected: dict[str, int]) -> None:
+    assert pii_counts(text) == expected
+
+
+def test_redaction_removes_every_detected_value() -> None:
+    text = "Mail jane@example.com, card 4111 1111 1111 1111, ssn 123-45-6789, ip 10.1.2.3."
+    red = redact(text)
+    assert red == "Mail [EMAIL], card [CARD], ssn [SSN], ip [IP]."
+    assert pii_counts(red) == {}
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82")
