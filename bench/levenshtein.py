@@ -7,7 +7,8 @@ word insertions, deletions and rewrites spread through the text. Plus novelty ba
 
 For every case it prints pairs/second (median of ``--repeats`` runs) for the Numba batch kernel,
 ``rapidfuzz.process.cpdist(..., workers=-1)`` (``cdist`` for one-vs-many) and a plain rapidfuzz loop, the ratio
-Numba / cpdist, and checks that all distances agree.
+Numba / cpdist, and checks that all distances agree. Each implementation is timed in two halves, in opposite
+orders, so drift of the machine falls on all of them alike.
 
     python bench/levenshtein.py [--pairs 4000] [--repeats 7]
 """
@@ -77,14 +78,24 @@ def make_pairs(text: str, length: int, n: int, rng: random.Random) -> tuple[list
     return a, b
 
 
-def pairs_per_second(fn: Callable[[], object], n_pairs: int, repeats: int) -> tuple[float, object]:
-    result = fn()  # warm (caches, thread pools)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return n_pairs / statistics.median(times), result
+def compare(fns: list[Callable[[], object]], n_pairs: int, repeats: int) -> list[tuple[float, object]]:
+    """Pairs/second of each function: median of ``repeats`` runs, in two halves in opposite orders.
+
+    Each function runs its repeats back to back (its thread pool warm) after a short pause, so one library's
+    idle threads do not steal the CPU from the other's; the two orders even out drift of the machine.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[object] = [None] * len(fns)
+    order = list(range(len(fns)))
+    for half in (order, order[::-1]):
+        for i in half:
+            time.sleep(0.2)
+            results[i] = fns[i]()  # warm
+            for _ in range((repeats + 1) // 2):
+                t0 = time.perf_counter()
+                results[i] = fns[i]()
+                times[i].append(time.perf_counter() - t0)
+    return [(n_pairs / statistics.median(t), r) for t, r in zip(times, results, strict=True)]
 
 
 def main() -> int:
@@ -109,12 +120,14 @@ def main() -> int:
     for length in (64, 256, 1024, 4096):
         n = args.pairs if length <= 1024 else max(200, args.pairs // 8)
         a, b = make_pairs(text, length, n, rng)
-        nb_rate, nb_res = pairs_per_second(lambda a=a, b=b: distance_pairs(a, b), n, args.repeats)
-        cp_rate, cp_res = pairs_per_second(
-            lambda a=a, b=b: process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1), n, args.repeats
-        )
-        lp_rate, lp_res = pairs_per_second(
-            lambda a=a, b=b: [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)], n, args.repeats
+        (nb_rate, nb_res), (cp_rate, cp_res), (lp_rate, lp_res) = compare(
+            [
+                lambda a=a, b=b: distance_pairs(a, b),
+                lambda a=a, b=b: process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1),
+                lambda a=a, b=b: [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)],
+            ],
+            n,
+            args.repeats,
         )
         agree = np.array_equal(nb_res, cp_res) and np.array_equal(nb_res, np.array(lp_res))
         all_agree &= agree
@@ -133,9 +146,9 @@ def main() -> int:
         def loop_novelty(groups: list[list[str]] = groups) -> list[list[int]]:
             return [[Levenshtein.distance(g[0], c) for c in g[1:]] for g in groups]
 
-        nb_rate, nb_res = pairs_per_second(numba_novelty, n, args.repeats)
-        cd_rate, cd_res = pairs_per_second(cdist_novelty, n, args.repeats)
-        lp_rate, lp_res = pairs_per_second(loop_novelty, n, args.repeats)
+        (nb_rate, nb_res), (cd_rate, cd_res), (lp_rate, lp_res) = compare(
+            [numba_novelty, cdist_novelty, loop_novelty], n, args.repeats
+        )
         agree = all(
             np.array_equal(x, y) and np.array_equal(x, np.array(z))
             for x, y, z in zip(nb_res, cd_res, lp_res, strict=True)  # type: ignore[call-overload]

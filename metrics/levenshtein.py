@@ -72,13 +72,15 @@ def _lev_core(
         return n
     words = (m + 63) // 64
     # build the pattern's bitmasks
+    wide = 0
     for i in range(m):
         cp = np.int64(a[a0 + i])
         w = i // 64
         bit = _ONE << np.uint64(i % 64)
         if cp < _DIRECT:
-            direct[cp, w] |= bit
+            direct[w, cp] |= bit
         else:
+            wide += 1
             h = _slot(keys, cp)
             keys[h] = cp
             hashed[h, w] |= bit
@@ -90,7 +92,7 @@ def _lev_core(
         for j in range(n):
             cp = np.int64(b[b0 + j])
             if cp < _DIRECT:
-                X = direct[cp, 0]
+                X = direct[0, cp]
             else:
                 h = _slot(keys, cp)
                 X = hashed[h, 0] if keys[h] == cp else _ZERO
@@ -114,20 +116,24 @@ def _lev_core(
         if dist > k:
             dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     # reset only what was set, so the scratch is reusable without a full clear
-    for i in range(m):
-        cp = np.int64(a[a0 + i])
-        w = i // 64
-        if cp < _DIRECT:
-            direct[cp, w] = _ZERO
-        else:
-            h = _slot(keys, cp)
-            hashed[h, w] = _ZERO
-    for i in range(m):
-        cp = np.int64(a[a0 + i])
-        if cp >= _DIRECT:
-            h = _slot(keys, cp)
-            if keys[h] == cp:
-                keys[h] = _EMPTY
+    if m >= 2 * _DIRECT * words // 64:  # clearing the used rows is cheaper than m scattered writes
+        direct[:words, :] = _ZERO
+    else:
+        for i in range(m):
+            cp = np.int64(a[a0 + i])
+            if cp < _DIRECT:
+                direct[i // 64, cp] = _ZERO
+    if wide:
+        for i in range(m):
+            cp = np.int64(a[a0 + i])
+            if cp >= _DIRECT:
+                hashed[_slot(keys, cp), i // 64] = _ZERO
+        for i in range(m):
+            cp = np.int64(a[a0 + i])
+            if cp >= _DIRECT:
+                h = _slot(keys, cp)
+                if keys[h] == cp:
+                    keys[h] = _EMPTY
     return dist
 
 
@@ -172,7 +178,7 @@ def _banded_blocks(
                 chars = 64 if w < words - 1 else (m - 1) % 64 + 1
                 scores[w] = scores[w - 1] - np.int64(hp_carry) + np.int64(hn_carry) + chars
             if use_direct:
-                X = direct[cp, w]
+                X = direct[w, cp]
             elif found:
                 X = hashed[h, w]
             else:
@@ -216,28 +222,32 @@ def _chunk_distances(
     b: np.ndarray, b_start: np.ndarray, b_end: np.ndarray,
     out: np.ndarray, lo: int, hi: int,
 ) -> None:  # fmt: skip
-    # size the scratch for this chunk: longest pattern (shorter side) and most code points >= _DIRECT in one
+    # size the scratch for this chunk: longest pattern (shorter side); for long patterns also the most code
+    # points >= _DIRECT in one (short ones just get a table as large as the pattern)
     max_m = 1
-    max_wide = 1
     for i in range(lo, hi):
-        la = a_end[i] - a_start[i]
-        lb = b_end[i] - b_start[i]
-        m = min(la, lb)
+        m = min(a_end[i] - a_start[i], b_end[i] - b_start[i])
         if m > max_m:
             max_m = m
-        wide = 0
-        if la <= lb:
-            for k in range(a_start[i], a_end[i]):
-                if a[k] >= _DIRECT:
-                    wide += 1
-        else:
-            for k in range(b_start[i], b_end[i]):
-                if b[k] >= _DIRECT:
-                    wide += 1
-        if wide > max_wide:
-            max_wide = wide
+    max_wide = max_m
+    if max_m > 512:
+        max_wide = 1
+        for i in range(lo, hi):
+            la = a_end[i] - a_start[i]
+            lb = b_end[i] - b_start[i]
+            wide = 0
+            if la <= lb:
+                for k in range(a_start[i], a_end[i]):
+                    if a[k] >= _DIRECT:
+                        wide += 1
+            else:
+                for k in range(b_start[i], b_end[i]):
+                    if b[k] >= _DIRECT:
+                        wide += 1
+            if wide > max_wide:
+                max_wide = wide
     words = (max_m + 63) // 64
-    direct = np.zeros((_DIRECT, words), np.uint64)
+    direct = np.zeros((words, _DIRECT), np.uint64)  # one contiguous 2 KiB row per block
     size = _table_size(max_wide)
     keys = np.full(size, _EMPTY, np.int64)
     hashed = np.zeros((size, words), np.uint64)
@@ -285,7 +295,7 @@ def pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _chunks(n: int) -> int:
-    return max(1, min(n, nb.get_num_threads() * 8))
+    return max(1, min(n, nb.get_num_threads() * 2))
 
 
 def distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
