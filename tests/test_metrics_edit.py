@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metrics.edit import edit_distance, edit_ratio
@@ -31,11 +31,13 @@ def test_known_values() -> None:
     assert edit_ratio("kitten", "sitting") == 3 / 7
 
 
+@settings(deadline=None)  # the first call may compile the Numba kernels
 @given(TEXT, TEXT)
 def test_distance_matches_dynamic_programming(a: str, b: str) -> None:
     assert edit_distance(a, b) == levenshtein_dp(a, b)
 
 
+@settings(deadline=None)
 @given(TEXT, TEXT, TEXT)
 def test_metric_axioms(a: str, b: str, c: str) -> None:
     assert edit_distance(a, b) == edit_distance(b, a)

@@ -19,6 +19,7 @@ from metrics.rates import Rate, wilson_interval
 OUTCOMES = st.lists(st.booleans(), max_size=60)
 
 
+@settings(deadline=None)
 @given(OUTCOMES, OUTCOMES)
 def test_rate_merge_equals_one_pass(a: list[bool], b: list[bool]) -> None:
     def run(xs: list[bool]) -> Rate:
@@ -45,6 +46,7 @@ def test_wilson_interval_known_values() -> None:
     assert Rate.from_dict(Rate(2, 5).to_dict()) == Rate(2, 5)
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 500), st.floats(0, 1), st.integers(0, 90)), max_size=40), st.integers(0, 40))
 def test_edit_stats_merge_equals_one_pass(rows: list[tuple[int, float, int]], cut: int) -> None:
     def run(xs: list[tuple[int, float, int]]) -> EditStats:
