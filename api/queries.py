@@ -15,6 +15,8 @@ from typing import Any
 
 import duckdb
 
+from sinks.catalog import query
+
 GROUP_COLUMNS = ("app", "route", "model", "prompt_version")
 
 
@@ -51,6 +53,5 @@ def timeseries(
         {"LIMIT " + str(int(limit)) if limit else ""}
     """
     params = {"window": window_s, "metric": metric, "since": since, "until": until}
-    cur = con.execute(sql, params)
-    columns = [d[0] for d in cur.description]
-    return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    columns, rows = query(con, sql, params)
+    return [dict(zip(columns, row, strict=True)) for row in rows]

@@ -44,3 +44,21 @@ def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPy
             con.register(f"_empty_{name}", empty)
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
     return con
+
+
+def query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 3
+) -> tuple[list[str], list[tuple[object, ...]]]:
+    """Run ``sql`` and fetch all rows, retrying when a file vanished mid-query.
+
+    During a replay the worker replaces files whose offset range it writes again (``sinks.parquet``); a query
+    that listed such a file a moment before gets an IO error. The files it finds next time are complete.
+    """
+    for attempt in range(attempts):
+        try:
+            cur = con.execute(sql, params)
+            return [d[0] for d in cur.description], cur.fetchall()
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

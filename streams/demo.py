@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from sinks.catalog import connect
+from sinks.catalog import connect, query
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import generate
@@ -45,9 +45,9 @@ def _http_ok(url: str) -> bool:
 def _landed(data_dir: Path) -> tuple[int, int]:
     con = connect(data_dir)
     try:
-        events = con.execute("SELECT count(*) FROM events").fetchone()
-        dlq = con.execute("SELECT count(*) FROM dlq").fetchone()
-        return (events[0] if events else 0), (dlq[0] if dlq else 0)
+        events = query(con, "SELECT count(*) FROM events")[1][0][0]
+        dlq = query(con, "SELECT count(*) FROM dlq")[1][0][0]
+        return int(events), int(dlq)  # type: ignore[call-overload]
     finally:
         con.close()
 

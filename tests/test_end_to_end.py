@@ -14,7 +14,7 @@ from rapidfuzz.distance import Levenshtein
 
 from api.app import create_app
 from metrics.pii import pii_counts
-from sinks.catalog import connect
+from sinks.catalog import connect, query
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import generate
@@ -31,10 +31,9 @@ N_MALFORMED = 20
 def _counts(data_dir: Path) -> tuple[int, int]:
     con = connect(data_dir)
     try:
-        return (
-            con.execute("SELECT count(*) FROM events").fetchone()[0],  # type: ignore[index]
-            con.execute("SELECT count(*) FROM dlq").fetchone()[0],  # type: ignore[index]
-        )
+        events = query(con, "SELECT count(*) FROM events")[1][0][0]
+        dlq = query(con, "SELECT count(*) FROM dlq")[1][0][0]  # retried if a replay replaces a file meanwhile
+        return int(events), int(dlq)  # type: ignore[call-overload]
     finally:
         con.close()
 

@@ -170,3 +170,24 @@ def test_store_text_redacted_or_none_keeps_pii_out_of_rows() -> None:
         dlq_row("bad", "t", 0, 1, b"k", b'{"email": "jane@example.com"', "redacted")["value"] == b'{"email": "[EMAIL]"'
     )
     assert dlq_row("bad", "t", 0, 1, b"k", b"jane@example.com", "none")["value"] is None
+
+
+def test_query_retries_when_a_file_vanishes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    from sinks.catalog import query
+
+    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write("t", 0, 0, 0, [score("a", datetime(2026, 1, 1))])
+    con = connect(tmp_path)
+    calls = []
+    real_execute = con.execute
+
+    class Flaky:
+        def execute(self, sql, params=None):  # type: ignore[no-untyped-def]
+            calls.append(sql)
+            if len(calls) == 1:
+                raise duckdb.IOException("Cannot open file: No such file or directory")
+            return real_execute(sql, params)
+
+    columns, rows = query(Flaky(), "SELECT count(*) AS n FROM scores")  # type: ignore[arg-type]
+    assert (columns, rows, len(calls)) == (["n"], [(1,)], 2)
