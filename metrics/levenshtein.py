@@ -36,6 +36,8 @@ _ZERO = np.uint64(0)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _DIRECT = 256  # code points below this use a direct table; the rest a small open-addressing hash
 _EMPTY = np.int64(-1)
+_SMALL_K = 31  # the largest band one 64-bit word can hold (2k + 1 <= 64)
+_SMALL_MAX_LEN = 512  # longer strings rarely stay within 31 edits; a failed small-band pass is wasted work
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -70,6 +72,11 @@ def _lev_core(
         m, n = n, m
     if m == 0:
         return n
+    small = 64 < m and n <= _SMALL_MAX_LEN and n - m <= _SMALL_K
+    if small:  # the longer string is the pattern, slid along the diagonal one word at a time
+        a, b = b, a
+        a0, b0 = b0, a0
+        m, n = n, m
     words = (m + 63) // 64
     # build the pattern's bitmasks
     wide = 0
@@ -111,10 +118,12 @@ def _lev_core(
         # Ukkonen band: guess a bound k and compute only the blocks that cells within k of the diagonal touch.
         # A result r <= k is exact. Otherwise r is still an upper bound of the distance, so a second pass with
         # k = r is exact: at most two passes, the second only for dissimilar strings.
-        k = n - m + 16
-        dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, k, last)
-        if dist > k:
-            dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, dist, last)
+        dist = _small_band(a, a0, m, b, b0, n, direct, keys, hashed, _SMALL_K) if small else _SMALL_K + 1
+        if dist > _SMALL_K:
+            k = abs(n - m) + 16
+            dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, k, last)
+            if dist > k:
+                dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     # reset only what was set, so the scratch is reusable without a full clear
     if m >= 2 * _DIRECT * words // 64:  # clearing the used rows is cheaper than m scattered writes
         direct[:words, :] = _ZERO
@@ -149,9 +158,10 @@ def _banded_blocks(
     +1 per column), never under-estimated, so no path through them can beat one of cost <= k.
     """
     words = (m + 63) // 64
-    diff = n - m
+    lo_off = max(0, m - n)  # rows within k of both the start and the end diagonal:
+    hi_off = min(0, m - n)  # j - k + lo_off <= i <= j + k + hi_off
     first = 0
-    lastb = min(words - 1, max(0, (k - diff + 1) // 64))
+    lastb = min(words - 1, max(0, (k + hi_off + 1) // 64))
     for w in range(lastb + 1):
         vp[w] = _ALL
         vn[w] = _ZERO
@@ -164,12 +174,12 @@ def _banded_blocks(
         if not use_direct:
             h = _slot(keys, cp)
             found = keys[h] == cp
-        while first < lastb and (first + 1) * 64 < j - k:
+        while first < lastb and (first + 1) * 64 < j - k + lo_off:
             first += 1
         hp_carry = _ONE
         hn_carry = _ZERO
         w = first
-        target = min(words - 1, (j + k - diff + 1) // 64)
+        target = min(words - 1, (j + k + hi_off + 1) // 64)
         while True:
             if w > lastb:  # a block enters the band: values below the previous block, +1 per row
                 lastb = w
@@ -209,6 +219,65 @@ def _banded_blocks(
 
 
 @nb.njit(cache=True, nogil=True)
+def _small_band(
+    p: np.ndarray, p0: int, plen: int, t: np.ndarray, t0: int, tlen: int,
+    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, k: int,
+) -> int:  # fmt: skip
+    """Hyyrö's banded variant: the 2k+1 diagonal cells of each column in one word (pattern = longer string).
+
+    Exact when the distance is <= k (k <= 31, k >= plen - tlen); returns k + 1 otherwise.
+    """
+    words = (plen + 63) // 64
+    VP = _ALL << np.uint64(64 - k - 1)
+    VN = _ZERO
+    dist = k
+    diagonal = _ONE << np.uint64(63)
+    horizontal = _ONE << np.uint64(62)
+    start = k + 1 - 64
+    break_score = k + tlen - (plen - k)
+    for i in range(tlen):
+        cp = np.int64(t[t0 + i])
+        # the pattern bits of cp at positions start..start+63 (lookups written out: a helper taking the
+        # arrays as arguments costs reference counting on every call, 20x slower here)
+        h = np.int64(0)
+        found = cp < _DIRECT
+        if not found:
+            mask = keys.shape[0] - 1
+            h = (cp * 0x9E3779B1) & mask
+            while keys[h] != _EMPTY and keys[h] != cp:
+                h = (h + 1) & mask
+            found = keys[h] == cp
+        if not found:
+            X = _ZERO
+        elif start < 0:
+            X = (direct[0, cp] if cp < _DIRECT else hashed[h, 0]) << np.uint64(-start)
+        else:
+            w = start >> 6
+            pos = start & 63
+            X = (direct[w, cp] if cp < _DIRECT else hashed[h, w]) >> np.uint64(pos)
+            if w + 1 < words and pos != 0:
+                X |= (direct[w + 1, cp] if cp < _DIRECT else hashed[h, w + 1]) << np.uint64(64 - pos)
+        D0 = (((X & VP) + VP) ^ VP) | X | VN
+        HP = VN | ~(D0 | VP)
+        HN = D0 & VP
+        if i < plen - k:
+            if not (D0 & diagonal):
+                dist += 1
+        else:
+            if HP & horizontal:
+                dist += 1
+            if HN & horizontal:
+                dist -= 1
+            horizontal >>= _ONE
+        if dist > break_score:
+            return k + 1
+        VP = HN | ~((D0 >> _ONE) | HP)
+        VN = (D0 >> _ONE) & HP
+        start += 1
+    return dist if dist <= k else k + 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _table_size(max_len: int) -> int:
     size = 16
     while size < 2 * max_len + 2:
@@ -226,7 +295,11 @@ def _chunk_distances(
     # points >= _DIRECT in one (short ones just get a table as large as the pattern)
     max_m = 1
     for i in range(lo, hi):
-        m = min(a_end[i] - a_start[i], b_end[i] - b_start[i])
+        la = a_end[i] - a_start[i]
+        lb = b_end[i] - b_start[i]
+        m = min(la, lb)
+        if 64 < m and max(la, lb) <= _SMALL_MAX_LEN and abs(la - lb) <= _SMALL_K:
+            m = max(la, lb)  # the small band uses the longer string as the pattern
         if m > max_m:
             max_m = m
     max_wide = max_m
@@ -235,17 +308,15 @@ def _chunk_distances(
         for i in range(lo, hi):
             la = a_end[i] - a_start[i]
             lb = b_end[i] - b_start[i]
-            wide = 0
-            if la <= lb:
-                for k in range(a_start[i], a_end[i]):
-                    if a[k] >= _DIRECT:
-                        wide += 1
-            else:
-                for k in range(b_start[i], b_end[i]):
-                    if b[k] >= _DIRECT:
-                        wide += 1
-            if wide > max_wide:
-                max_wide = wide
+            wide_a = 0
+            for k in range(a_start[i], a_end[i]):
+                if a[k] >= _DIRECT:
+                    wide_a += 1
+            wide_b = 0
+            for k in range(b_start[i], b_end[i]):
+                if b[k] >= _DIRECT:
+                    wide_b += 1
+            max_wide = max(max_wide, wide_a, wide_b)
     words = (max_m + 63) // 64
     direct = np.zeros((words, _DIRECT), np.uint64)  # one contiguous 2 KiB row per block
     size = _table_size(max_wide)
