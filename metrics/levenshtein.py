@@ -72,7 +72,7 @@ def _lev_core(
         m, n = n, m
     if m == 0:
         return n
-    small = 64 < m and n <= _SMALL_MAX_LEN and n - m <= _SMALL_K
+    small = m > 64 and n <= _SMALL_MAX_LEN and n - m <= _SMALL_K
     if small:  # the longer string is the pattern, slid along the diagonal one word at a time
         a, b = b, a
         a0, b0 = b0, a0
@@ -298,7 +298,7 @@ def _chunk_distances(
         la = a_end[i] - a_start[i]
         lb = b_end[i] - b_start[i]
         m = min(la, lb)
-        if 64 < m and max(la, lb) <= _SMALL_MAX_LEN and abs(la - lb) <= _SMALL_K:
+        if m > 64 and max(la, lb) <= _SMALL_MAX_LEN and abs(la - lb) <= _SMALL_K:
             m = max(la, lb)  # the small band uses the longer string as the pattern
         if m > max_m:
             max_m = m
