@@ -46,6 +46,17 @@ def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPy
     return con
 
 
+def landed_counts(data_dir: str | Path) -> tuple[int, int]:
+    """How many rows ``events`` and ``dlq`` hold now (retried while a replay replaces files)."""
+    con = connect(data_dir)
+    try:
+        events = query(con, "SELECT count(*) FROM events")[1][0][0]
+        dlq = query(con, "SELECT count(*) FROM dlq")[1][0][0]
+        return int(events), int(dlq)  # type: ignore[call-overload]
+    finally:
+        con.close()
+
+
 def query(
     con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 3
 ) -> tuple[list[str], list[tuple[object, ...]]]:

@@ -137,11 +137,12 @@ def publish(
     settings = get_settings()
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    events = []
     if not raw:
         errors = []
         for n, line in lines:
             try:
-                parse_event(line)
+                events.append(parse_event(line))
             except EventValidationError as exc:
                 errors.append(f"line {n}: {exc.reason}")
         if errors:
@@ -156,11 +157,11 @@ def publish(
     except TopicError as exc:
         _fail(str(exc))
     pub = Publisher(settings.bootstrap_servers, settings.events_topic)
-    for _, line in lines:
-        if raw:
+    if raw:
+        for _, line in lines:
             pub.publish_raw(line.encode(), _session_key(line))
-        else:
-            pub.publish(json.loads(line))
+    else:
+        pub.publish_many(events)
     try:
         delivered = pub.flush()
     except PublishError as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from sinks.catalog import connect, query
+from sinks.catalog import connect, landed_counts
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import generate
@@ -40,16 +40,6 @@ def _http_ok(url: str) -> bool:
     with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
         return bool(resp.status == 200)
     return False
-
-
-def _landed(data_dir: Path) -> tuple[int, int]:
-    con = connect(data_dir)
-    try:
-        events = query(con, "SELECT count(*) FROM events")[1][0][0]
-        dlq = query(con, "SELECT count(*) FROM dlq")[1][0][0]
-        return int(events), int(dlq)  # type: ignore[call-overload]
-    finally:
-        con.close()
 
 
 def run_demo(
@@ -97,7 +87,7 @@ def run_demo(
             for key, value in traffic.malformed:
                 pub.publish_raw(value, key)
         try:
-            wait_for(lambda: _landed(data) == (n_events, n_malformed) or None, 180, 1.0, "the worker")
+            wait_for(lambda: landed_counts(data) == (n_events, n_malformed) or None, 180, 1.0, "the worker")
         except TimeoutError:
             _say(f"the worker did not land everything in time; see {data / 'worker.log'}", fg="red", err=True)
             return 1

@@ -103,7 +103,7 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     - span: none yet.
     """
     if isinstance(event, GenerationEvent):
-        return _scores(event, GenerationRef.of(event), {
+        return _scores(event, ref or GenerationRef.of(event), {
             "latency_ms": event.latency_ms,
             "tokens_in": event.tokens_in,
             "tokens_out": event.tokens_out,

@@ -52,18 +52,6 @@ class Settings(BaseSettings):
         """These settings as ``EVALSTREAM_*`` environment variables (to configure a child process)."""
         return {f"EVALSTREAM_{name.upper()}": str(value) for name, value in self.model_dump().items()}
 
-    @property
-    def events_dir(self) -> Path:
-        return self.data_dir / "events"
-
-    @property
-    def scores_dir(self) -> Path:
-        return self.data_dir / "scores"
-
-    @property
-    def dlq_dir(self) -> Path:
-        return self.data_dir / "dlq"
-
 
 @lru_cache
 def get_settings() -> Settings:

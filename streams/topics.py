@@ -11,14 +11,10 @@ Example::
 
 from __future__ import annotations
 
-import logging
-
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.settings import Settings
-
-log = logging.getLogger("evalstream.topics")
 
 
 class TopicError(RuntimeError):
@@ -44,35 +40,3 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> int:
                 raise TopicError(f"cannot create topic {topic}: {exc}") from exc
     meta = admin.list_topics(topic=settings.events_topic, timeout=timeout_s)
     return len(meta.topics[settings.events_topic].partitions)
-
-
-def ensure_committed_offsets(settings: Settings, partitions: int, timeout_s: float = 30.0) -> int:
-    """Commit the earliest offset for every events partition the worker's group has never committed.
-
-    Why: faust-streaming 0.15.3 + aiokafka 0.14, on a start that restores table state, fetches records before
-    "seek stream partitions to committed offsets"; where the group has no committed offset that seek is a
-    no-op and the prefetched records are discarded, so they are never processed (seen here: the records
-    after the first batch vanished). With a committed offset the seek rewinds and nothing is lost.
-    Same semantics as ``auto.offset.reset=earliest``. Returns how many partitions were initialised.
-    """
-    topic = settings.events_topic
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": settings.worker_id,
-        "enable.auto.commit": False,
-    })  # fmt: skip
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout_s)
-        fresh = []
-        for tp in committed:
-            if tp.offset < 0:
-                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
-                fresh.append(TopicPartition(topic, tp.partition, low))
-        if fresh:
-            consumer.commit(offsets=fresh, asynchronous=False)
-        return len(fresh)
-    except KafkaException as exc:  # e.g. the group is active elsewhere: its members commit
-        log.warning("could not initialise committed offsets of group %s: %s", settings.worker_id, exc)
-        return 0
-    finally:
-        consumer.close()

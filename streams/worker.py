@@ -42,7 +42,7 @@ from streams.join import GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
 from streams.scoring import GenerationRef, Score, edit_scores, novelty_scores, scores_for
 from streams.settings import Settings
-from streams.topics import ensure_committed_offsets, ensure_topics
+from streams.topics import ensure_topics
 
 log = logging.getLogger("evalstream.worker")
 
@@ -254,7 +254,6 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     """Build the worker's Faust app from settings; ``partitions`` defaults to the events topic's count."""
     if partitions is None:
         partitions = ensure_topics(settings)
-    ensure_committed_offsets(settings, partitions)
     started = time.perf_counter()
     warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
     log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)

@@ -14,7 +14,7 @@ from rapidfuzz.distance import Levenshtein
 
 from api.app import create_app
 from metrics.pii import pii_counts
-from sinks.catalog import connect, query
+from sinks.catalog import connect, landed_counts
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import generate
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.integration
 
 N_EVENTS = 1000
 N_MALFORMED = 20
-
-
-def _counts(data_dir: Path) -> tuple[int, int]:
-    con = connect(data_dir)
-    try:
-        events = query(con, "SELECT count(*) FROM events")[1][0][0]
-        dlq = query(con, "SELECT count(*) FROM dlq")[1][0][0]  # retried if a replay replaces a file meanwhile
-        return int(events), int(dlq)  # type: ignore[call-overload]
-    finally:
-        con.close()
 
 
 def _read_topic(bootstrap: str, topic: str, partitions: int) -> list:
@@ -70,7 +60,7 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     worker = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker.log")
     try:
         wait_for(
-            lambda: _counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None,
+            lambda: landed_counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None,
             180,
             what="the worker",
             alive=worker,
@@ -188,16 +178,16 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
 
     first = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-1.log")
     try:
-        wait_for(lambda: 0 < _counts(settings.data_dir)[0] < 1500 or None, 120, 0.05, "a first flush", first)
+        wait_for(lambda: 0 < landed_counts(settings.data_dir)[0] < 1500 or None, 120, 0.05, "a first flush", first)
     finally:
         first.kill()
         first.wait(10)
-    assert _counts(settings.data_dir)[0] < 1500, "the first worker finished before it could be killed"
+    assert landed_counts(settings.data_dir)[0] < 1500, "the first worker finished before it could be killed"
 
     second = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-2.log")
     try:
         wait_for(
-            lambda: _counts(settings.data_dir) == (1500, 10) or None,
+            lambda: landed_counts(settings.data_dir) == (1500, 10) or None,
             180,
             what="the second worker",
             alive=second,

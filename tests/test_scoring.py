@@ -53,38 +53,20 @@ def test_generation_scores_cost_and_latency() -> None:
     assert s.ts == datetime(2026, 11, 25, 10, 0)
 
 
+def minimal_generation(**fields: str):  # type: ignore[no-untyped-def]
+    """A generation with only the required fields, plus ``fields``."""
+    required = {"event_id": "e", "type": "generation", "generation_id": "g", "route": "r", "model": "m",
+                "prompt_version": "v"}  # fmt: skip
+    return validate_event({**BASE, **required, **fields})
+
+
 def test_failed_generation_without_optional_fields() -> None:
-    gen = validate_event(
-        {
-            **BASE,
-            "event_id": "e",
-            "type": "generation",
-            "generation_id": "g",
-            "route": "r",
-            "model": "m",
-            "prompt_version": "v",
-            "input": "",
-            "output": "",
-            "error": "timeout",
-        }
-    )
+    gen = minimal_generation(input="", output="", error="timeout")
     assert values(scores_for(gen, None)) == {"error": 1.0, "pii_input": 0.0, "pii_output": 0.0}
 
 
 def test_generation_pii_counts_per_side_and_type() -> None:
-    gen = validate_event(
-        {
-            **BASE,
-            "event_id": "e",
-            "type": "generation",
-            "generation_id": "g",
-            "route": "r",
-            "model": "m",
-            "prompt_version": "v",
-            "input": "I am jane@example.com, ssn 123-45-6789",
-            "output": "Emailing jane@example.com now",
-        }
-    )
+    gen = minimal_generation(input="I am jane@example.com, ssn 123-45-6789", output="Emailing jane@example.com now")
     got = values(scores_for(gen, None))
     assert {k: v for k, v in got.items() if k.startswith("pii")} == {
         "pii_input": 2.0, "pii_input_email": 1.0, "pii_input_ssn": 1.0, "pii_output": 1.0, "pii_output_email": 1.0,
