@@ -1,4 +1,4 @@
-"""DuckDB views over what the sinks wrote: ``events``, ``scores`` and ``dlq``.
+"""DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``.
 
 Each view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset with no
 file yet is an empty view with the right columns, so queries work on a fresh install.
@@ -18,9 +18,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
+from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
 
-DATASETS: dict[str, pa.Schema] = {"events": EVENTS_SCHEMA, "scores": SCORES_SCHEMA, "dlq": DLQ_SCHEMA}
+DATASETS: dict[str, pa.Schema] = {
+    "events": EVENTS_SCHEMA,
+    "scores": SCORES_SCHEMA,
+    "embeddings": EMBEDDINGS_SCHEMA,
+    "dlq": DLQ_SCHEMA,
+}
 
 
 def _sql_string(value: str) -> str:
@@ -28,7 +33,7 @@ def _sql_string(value: str) -> str:
 
 
 def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the views ``events``, ``scores`` and ``dlq`` over ``data_dir``."""
+    """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
     con = duckdb.connect(database)
     root = Path(data_dir)
     for name, schema in DATASETS.items():

@@ -96,13 +96,15 @@ def kafka_status(data_dir: Annotated[Path | None, typer.Option(help="Broker data
 @app.command()
 def worker() -> None:
     """Run the Faust worker (settings from EVALSTREAM_* environment variables)."""
+    from metrics.encoder import ModelNotFoundError
+    from streams.evalconfig import ConfigError
     from streams.topics import TopicError
     from streams.worker import create_app, run_worker
 
     settings = get_settings()
     try:
         faust_app = create_app(settings)
-    except TopicError as exc:
+    except (TopicError, ConfigError, ModelNotFoundError) as exc:
         _fail(str(exc))
         return
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv

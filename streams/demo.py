@@ -26,6 +26,8 @@ from streams.sample import generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
+EXAMPLE_CONFIG = Path(__file__).with_name("evalconfig.example.toml")
+
 
 def _say(text: str, **style: object) -> None:
     typer.secho(text, **style)  # type: ignore[arg-type]
@@ -70,7 +72,7 @@ def run_demo(
             bootstrap = broker.bootstrap_servers
         _say(f"• Kafka at {bootstrap}")
         settings = Settings(
-            bootstrap_servers=bootstrap, data_dir=data, api_port=port,
+            bootstrap_servers=bootstrap, data_dir=data, api_port=port, eval_config=EXAMPLE_CONFIG,
             worker_id=f"evalstream-demo-{uuid.uuid4().hex[:8]}",
         )  # fmt: skip
         env = settings.to_env()

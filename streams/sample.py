@@ -59,6 +59,12 @@ _SENTENCES = [
     "Große Dateien über 2 GB werden derzeit nicht unterstützt. 🙏",
     "I've sent the confirmation to jane.roe@example.com.",
 ]
+# Now and then a model strays into what the example config bans (streams/evalconfig.example.toml).
+_OFF_POLICY = [
+    "For the headache you should take 800 mg of ibuprofen every six hours; you don't need to see a doctor.",
+    "Honestly, HelpDeskly is cheaper: their plan is $19 per agent per month while ours is $49.",
+    "You can't be sued for that; just ignore the court letter and don't bother hiring a lawyer.",
+]
 _EDIT_WORDS = ["please", "kindly", "now", "actually", "team", "account", "Note:", "quickly", "🙂", "café"]
 
 
@@ -157,6 +163,8 @@ def generate(
         gid = f"gen-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}"
         trace = uuid.UUID(int=rng.getrandbits(128)).hex
         output = " ".join(rng.sample(_SENTENCES, rng.randint(1, 4)))
+        if rng.random() < 0.04:
+            output = rng.choice(_OFF_POLICY)
         latency = rng.lognormvariate(6.3, 0.5) * (1.6 if sess["model"] == "llama-3.1-8b" else 1.0)
         tokens_in, tokens_out = rng.randint(20, 900), max(5, len(output) // 4)
         failed = rng.random() < 0.02

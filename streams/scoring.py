@@ -74,7 +74,7 @@ class Score:
     value: float
 
 
-def _scores(event: Event, ref: GenerationRef | None, values: dict[str, float | None]) -> list[Score]:
+def scores_of(event: Event, ref: GenerationRef | None, values: dict[str, float | None]) -> list[Score]:
     gid = getattr(event, "generation_id", None)
     return [
         Score(
@@ -103,7 +103,7 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     - span: none yet.
     """
     if isinstance(event, GenerationEvent):
-        return _scores(event, ref or GenerationRef.of(event), {
+        return scores_of(event, ref or GenerationRef.of(event), {
             "latency_ms": event.latency_ms,
             "tokens_in": event.tokens_in,
             "tokens_out": event.tokens_out,
@@ -115,9 +115,9 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
         return edit_scores([(event, ref)])[0] if ref is not None else []
     if isinstance(event, FeedbackEvent):
         thumbs = None if event.thumbs is None else float(event.thumbs == "up")
-        return _scores(event, ref, {"thumbs_up": thumbs, "feedback_score": event.score})
+        return scores_of(event, ref, {"thumbs_up": thumbs, "feedback_score": event.score})
     if isinstance(event, RegenerateEvent):
-        return _scores(event, ref, {"regenerated": 1.0})
+        return scores_of(event, ref, {"regenerated": 1.0})
     return []
 
 
@@ -141,7 +141,7 @@ def edit_scores(edits: list[tuple[EditEvent, GenerationRef]]) -> list[list[Score
             "edit_word_distance": int(w),
             "edit_accepted": 1.0 if d == 0 else 0.0,
         }
-        out.append(_scores(event, ref, values))
+        out.append(scores_of(event, ref, values))
     return out
 
 
@@ -157,4 +157,4 @@ def pii_values(event: GenerationEvent) -> dict[str, float | None]:
 
 def novelty_scores(event: GenerationEvent, value: float | None) -> list[Score]:
     """The ``novelty`` score of a generation (nothing when there was no earlier output to compare with)."""
-    return _scores(event, GenerationRef.of(event), {"novelty": value})
+    return scores_of(event, GenerationRef.of(event), {"novelty": value})

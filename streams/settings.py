@@ -38,6 +38,22 @@ class Settings(BaseSettings):
         default="full", description="Texts in Parquet: as sent, with PII redacted, or not at all."
     )
     novelty_k: int = Field(default=32, ge=1, le=1024, description="Recent outputs novelty compares with.")
+    eval_config: Path | None = Field(
+        default=None, description="Per-app evaluation config (TOML): examples, banned topics, weights."
+    )
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8", "off"] = Field(
+        default="auto", description="Embedding backend: auto = CUDA fp16 if present, else ONNX int8 on CPU."
+    )
+    embed_batch_size: int | None = Field(
+        default=None, ge=1, le=4096, description="Texts per model call; default 32 on CPU, 256 on CUDA."
+    )
+    embed_int8_min_tokens: int = Field(default=64, ge=0, description="onnx-int8: shorter texts stay fp32.")
+    embed_threads: int = Field(default=0, ge=0, description="ONNX batches encoded at once (0 = one per core).")
+    embed_cache_size: int = Field(default=20_000, ge=0, description="LRU cache of embeddings, in texts.")
+    embed_inputs: bool = Field(default=True, description="Also embed inputs (relevance, stored embedding).")
+    model_cache_dir: Path | None = Field(
+        default=None, description="Where ONNX exports go; default ~/.cache/evalstream/models."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
@@ -50,7 +66,9 @@ class Settings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``EVALSTREAM_*`` environment variables (to configure a child process)."""
-        return {f"EVALSTREAM_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        return {
+            f"EVALSTREAM_{name.upper()}": str(value) for name, value in self.model_dump().items() if value is not None
+        }
 
 
 @lru_cache

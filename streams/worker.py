@@ -8,7 +8,8 @@ For each batch:
    (``evalstream-reason``, ``evalstream-source``), and to the ``dlq`` dataset; nothing is dropped, the worker
    never crashes on input;
 2. valid events are joined by ``generation_id`` (:mod:`streams.join`) and turned into long-format scores
-   (:mod:`streams.scoring`);
+   (:mod:`streams.scoring`); the batch's generations are embedded in one call, in a worker thread, and get
+   their semantic, relevance, guardrail and quality scores (:mod:`streams.embedding_stage`);
 3. per source partition, events, scores and DLQ rows are written as Parquet files named after the partition's
    offset range (:mod:`sinks.parquet`), durably, and only then does the batch return, so Faust acks its
    offsets and may commit them. A failed write is retried (never skipped) until it succeeds.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import weakref
 from collections.abc import MutableMapping, Sequence
@@ -33,14 +35,18 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from metrics.embedding_cache import CachedEncoder
+from metrics.encoder import load_encoder
 from metrics.levenshtein import warm_up
 from metrics.novelty import RecentOutputs, novelty
 from sinks.parquet import PartitionedParquetWriter
-from sinks.records import DLQ_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
+from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
+from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
+from streams.evalconfig import ReferenceBook
 from streams.join import GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
-from streams.scoring import GenerationRef, Score, edit_scores, novelty_scores, scores_for
+from streams.scoring import GenerationRef, edit_scores, novelty_scores, scores_for
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -62,6 +68,8 @@ class WorkerCounters:
     batches: int = 0
     write_retries: int = 0
     skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)
+    embedded: int = 0  # generations embedded and scored
+    embedding_errors: int = 0  # generations stored without embedding scores because encoding failed (logged)
 
 
 @dataclass
@@ -76,24 +84,31 @@ class PartitionBatch:
     events: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
     dlq: list[dict[str, Any]] = field(default_factory=list)
+    embeddings: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ParquetSinks:
-    """The ``events``, ``scores`` and ``dlq`` datasets under one data folder."""
+    """The ``events``, ``scores``, ``embeddings`` and ``dlq`` datasets under one data folder."""
 
     def __init__(self, settings: Settings) -> None:
         self.events = PartitionedParquetWriter(settings.data_dir, "events", EVENTS_SCHEMA, "ts")
         self.scores = PartitionedParquetWriter(settings.data_dir, "scores", SCORES_SCHEMA, "ts")
+        self.embeddings = PartitionedParquetWriter(settings.data_dir, "embeddings", EMBEDDINGS_SCHEMA, "ts")
         self.dlq = PartitionedParquetWriter(settings.data_dir, "dlq", DLQ_SCHEMA, "received_at")
 
     def forget_partitions(self) -> None:
-        for writer in (self.events, self.scores, self.dlq):
+        for writer in (self.events, self.scores, self.embeddings, self.dlq):
             writer.forget_partitions()
 
     def write(self, batch: PartitionBatch) -> None:
         span = (batch.topic, batch.partition, batch.first_offset, batch.last_offset)
-        # Always write (or clean) all three, so a replay also replaces an earlier run's leftovers.
-        for writer, rows in ((self.events, batch.events), (self.scores, batch.scores), (self.dlq, batch.dlq)):
+        # Always write (or clean) all of them, so a replay also replaces an earlier run's leftovers.
+        for writer, rows in (
+            (self.events, batch.events),
+            (self.scores, batch.scores),
+            (self.embeddings, batch.embeddings),
+            (self.dlq, batch.dlq),
+        ):
             writer.write(*span, rows)
 
 
@@ -117,8 +132,10 @@ class BatchProcessor:
         counters: WorkerCounters,
         recent: MutableMapping[str, Any] | None = None,
         settings: Settings | None = None,
+        embedder: EmbeddingScorer | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.embedder = embedder
         self.recent = recent if recent is not None else {}
         self.join = join
         self.dlq_topic = dlq_topic
@@ -155,24 +172,37 @@ class BatchProcessor:
 
     def _novelty(
         self, event: GenerationEvent, part: PartitionBatch, recent: dict[str, tuple[RecentOutputs, PartitionBatch]]
-    ) -> list[Score]:
+    ) -> float | None:
         """Novelty against the recent outputs of the same app and route seen on this partition."""
         key = f"{part.partition}:{event.app}:{event.route}"
         state = recent[key][0] if key in recent else None
         if state is None:
             state = RecentOutputs(self.settings.novelty_k, tuple(self.recent.get(key) or ()))
-        scores = novelty_scores(event, novelty(event.output, state))
+        value = novelty(event.output, state)
         recent[key] = (state.update(event.output), part)
-        return scores
+        return value
 
     async def process(self, batch: Sequence[EventT]) -> None:
         parts: dict[tuple[str, int], PartitionBatch] = {}
         deliveries = []
         edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
+        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
         recent: dict[str, tuple[RecentOutputs, PartitionBatch]] = {}  # written back once per key per batch
         store_text = self.settings.store_text
         now = time.time()
+        t0 = time.perf_counter()
+        # Pass 1: parse everything, and start embedding the generations in a thread right away...
+        parsed: list[Event | Exception] = []
         for ev in batch:
+            try:
+                parsed.append(parse_event(ev.message.value))
+            except Exception as exc:  # reported in pass 2
+                parsed.append(exc)
+        to_embed = [e for e in parsed if isinstance(e, GenerationEvent) and not e.error]
+        embedding = self._start_embedding(to_embed)
+        embed_index = {id(e): i for i, e in enumerate(to_embed)}
+        # ...pass 2 joins and scores meanwhile.
+        for ev, event_or_error in zip(batch, parsed, strict=True):
             msg = ev.message
             part = parts.get((msg.topic, msg.partition))
             if part is None:
@@ -182,7 +212,9 @@ class BatchProcessor:
             part.last_offset, part.last_event = msg.offset, ev
             _as_current_event(ev)
             try:
-                event = parse_event(msg.value)
+                if isinstance(event_or_error, Exception):
+                    raise event_or_error
+                event = event_or_error
                 ref = self._join(event, msg.partition, now)
                 if isinstance(event, EditEvent) and ref is not None:
                     edits.append((part, event, ref))  # scored below, all edits in one batched call
@@ -190,11 +222,13 @@ class BatchProcessor:
                 else:
                     scores = scores_for(event, ref)
                 if isinstance(event, GenerationEvent) and not event.error:
-                    scores += self._novelty(event, part, recent)
+                    value = self._novelty(event, part, recent)
+                    scores += novelty_scores(event, value)
+                    generations.append((part, event, value, embed_index[id(event)]))
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
-                log.exception("failed to process %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                log.error("failed to process %s[%d]@%d", msg.topic, msg.partition, msg.offset, exc_info=exc)
                 reason = f"processing error: {type(exc).__name__}: {exc}"
             else:
                 part.events.append(event_row(event, msg.topic, msg.partition, msg.offset, store_text))
@@ -217,6 +251,10 @@ class BatchProcessor:
         for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
             part.scores.extend(score_row(s) for s in scores)
             self.counters.scores += len(scores)
+        t1 = time.perf_counter()
+        if embedding is not None:
+            await self._embed(generations, to_embed, embedding)
+        t2 = time.perf_counter()
         for key, (outputs, part) in recent.items():
             _as_current_event(part.last_event)  # the key belongs to this partition's changelog
             self.recent[key] = list(outputs.outputs)
@@ -229,6 +267,55 @@ class BatchProcessor:
             self._check_contiguous(part)
             await self._write_until_durable(part)
         self.counters.batches += 1
+        log.debug(
+            "batch of %d events: score %.3fs, embed %.3fs, write %.3fs",
+            len(batch), t1 - t0, t2 - t1, time.perf_counter() - t2,
+        )  # fmt: skip
+
+    def _start_embedding(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded] | None:
+        if self.embedder is None or not generations:
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(self.embedder.encode, generations))
+
+    async def _embed(
+        self,
+        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]],
+        encoded: list[GenerationEvent],
+        embedding: asyncio.Future[Encoded],
+    ) -> None:
+        """Score the batch's generations once their embeddings (started in pass 1) are ready.
+
+        If encoding the batch failed, each generation is encoded alone; one that still fails keeps its event
+        and other scores, is logged with the reason and counted in ``embedding_errors``.
+        """
+        assert self.embedder is not None
+        embedder = self.embedder
+        try:
+            vectors: Encoded | None = await embedding
+        except Exception:
+            log.exception("embedding a batch of %d generations failed; retrying one by one", len(encoded))
+            vectors = None
+        pairs = [(gen, value) for _, gen, value, _ in generations]
+        results: list[Embedded | None] = []
+        if vectors is not None:
+            results.extend(embedder.finish(pairs, vectors.take([index for *_, index in generations])))
+        else:
+            for pair in pairs:
+                try:
+                    one = await asyncio.to_thread(embedder.encode, [pair[0]])
+                except Exception as exc:
+                    log.error("generation %s stored without embedding scores: %s", pair[0].generation_id, exc)
+                    self.counters.embedding_errors += 1
+                    results.append(None)
+                else:
+                    results.extend(embedder.finish([pair], one))
+        for (part, *_), result in zip(generations, results, strict=True):
+            if result is None:
+                continue
+            part.scores.extend(score_row(s) for s in result.scores)
+            part.embeddings.append(result.row)
+            self.counters.scores += len(result.scores)
+            self.counters.embedded += 1
 
     async def _write_until_durable(self, part: PartitionBatch) -> None:
         delay = 0.5
@@ -246,6 +333,29 @@ class BatchProcessor:
                 delay = min(delay * 2, 30.0)
 
 
+def create_embedder(settings: Settings) -> EmbeddingScorer | None:
+    """The embedding stage from settings (None when ``embed_backend=off``); raises ConfigError on a bad config."""
+    if settings.embed_backend == "off":
+        log.info("embedding stage off (EVALSTREAM_EMBED_BACKEND=off)")
+        return None
+
+    started = time.perf_counter()
+    encoder = load_encoder(
+        settings.embed_backend,
+        settings.model_cache_dir,
+        batch_size=settings.embed_batch_size,
+        int8_min_tokens=settings.embed_int8_min_tokens,
+        threads=settings.embed_threads,
+        spin=False,  # the event loop shares the CPU
+    )
+    cached = CachedEncoder(encoder, settings.embed_cache_size)
+    book = ReferenceBook(settings.eval_config, cached)
+    if settings.eval_config is None:
+        log.warning("no EVALSTREAM_EVAL_CONFIG: only relevance and quality (from novelty/relevance) are scored")
+    log.info("embedding stage ready in %.2fs (encoder %s)", time.perf_counter() - started, encoder.name)
+    return EmbeddingScorer(cached, book, settings.embed_inputs)
+
+
 def _broker_urls(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{s.strip()}" for s in bootstrap_servers.split(",") if s.strip())
 
@@ -257,6 +367,10 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     started = time.perf_counter()
     warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
     log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)
+    embedder = create_embedder(settings)
+    if embedder is not None:
+        # The encoder's threads need the GIL briefly between model runs; hand it over sooner than every 5 ms.
+        sys.setswitchinterval(0.0005)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_id,
@@ -279,7 +393,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     sinks = ParquetSinks(settings)
     # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
     recent = app.Table("recent_outputs", default=None, partitions=partitions)
-    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings)
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

@@ -7,17 +7,22 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 from rapidfuzz.distance import Levenshtein
 
 from api.app import create_app
+from metrics.encoder import load_encoder
 from metrics.pii import pii_counts
+from metrics.similarity import from_int8
 from sinks.catalog import connect, landed_counts
+from streams.demo import EXAMPLE_CONFIG
+from streams.evalconfig import EvalConfig
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
-from streams.sample import generate
+from streams.sample import _OFF_POLICY, generate
 from streams.settings import Settings, get_settings
 from streams.topics import ensure_topics
 from streams.worker import REASON_HEADER, SOURCE_HEADER
@@ -51,6 +56,7 @@ def _publish(settings: Settings, traffic) -> None:  # type: ignore[no-untyped-de
 
 
 def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings.model_copy(update={"eval_config": EXAMPLE_CONFIG})
     partitions = ensure_topics(settings)
     assert partitions == settings.topic_partitions
     traffic = generate(n_events=N_EVENTS, n_sessions=60, n_malformed=N_MALFORMED, seed=42)
@@ -136,6 +142,8 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     assert got_novelty.keys() == expected_novelty.keys()
     assert all(got_novelty[k] == pytest.approx(v) for k, v in expected_novelty.items())
 
+    _check_embedding_scores(con, traffic)
+
     # Feedback and regenerate scores carry the joined generation's labels.
     gen_model = {e["generation_id"]: e["model"] for e in traffic.events if e["type"] == "generation"}
     thumbs = con.execute("SELECT generation_id, model, value FROM scores WHERE metric = 'thumbs_up'").fetchall()
@@ -167,6 +175,61 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
         assert [point["mean"], point["p50"], point["p95"]] == pytest.approx(list(row[3:]))
     n_generations = sum(e["type"] == "generation" for e in traffic.events)
     assert sum(p["count"] for p in body["data"]) == n_generations
+
+
+def _check_embedding_scores(con: duckdb.DuckDBPyConnection, traffic) -> None:  # type: ignore[no-untyped-def]
+    """Every generation without error has its four families; values agree with an independent computation."""
+    gens = {e["generation_id"]: e for e in traffic.events if e["type"] == "generation" and not e.get("error")}
+    stored = con.execute("SELECT generation_id, output_embedding, input_embedding, encoder FROM embeddings").fetchall()
+    assert sorted(r[0] for r in stored) == sorted(gens)  # one row per generation, none twice
+    config = EvalConfig.load(EXAMPLE_CONFIG)
+    scores: dict[str, dict[str, float]] = {}
+    for gid, metric, value in con.execute(
+        "SELECT generation_id, metric, value FROM scores WHERE metric IN ('semantic_similarity', 'relevance', "
+        "'quality', 'novelty', 'guardrail_flag') OR metric LIKE 'topic\\_%' ESCAPE '\\' "
+        "OR metric LIKE 'guardrail\\_%' ESCAPE '\\'"
+    ).fetchall():
+        assert metric not in scores.setdefault(gid, {}), (gid, metric)
+        scores[gid][metric] = value
+    reference = load_encoder("onnx")  # fp32: the worker's int8 must agree within its accuracy bound
+    outputs = reference.encode([g["output"] for g in gens.values()])
+    inputs = reference.encode([g["input"] for g in gens.values()])
+    vectors = {r[0]: r for r in stored}
+    deltas: list[float] = []  # int8 (worker) vs fp32 (here) similarity
+    for (gid, gen), out_vec, in_vec in zip(gens.items(), outputs, inputs, strict=True):
+        s = scores[gid]
+        resolved = config.resolve(gen["app"], gen["route"])
+        expected = {"semantic_similarity", "relevance", "quality", "guardrail_flag"}
+        expected |= {f"topic_{t.name}" for t in resolved.topics} | {f"guardrail_{t.name}" for t in resolved.topics}
+        assert expected <= set(s), (gid, sorted(s))
+        examples = reference.encode(resolved.examples)
+        deltas.append(abs(s["semantic_similarity"] - float((examples @ out_vec).max())))
+        deltas.append(abs(s["relevance"] - float(in_vec @ out_vec)))
+        weights = resolved.weights
+        parts = {
+            "semantic_similarity": s["semantic_similarity"],
+            "novelty": s.get("novelty"),
+            "relevance": s["relevance"],
+        }
+        used = {k: w for k, w in weights.items() if parts.get(k) is not None}
+        assert s["quality"] == pytest.approx(sum(w * parts[k] for k, w in used.items()) / sum(used.values()))  # type: ignore[operator]
+        for topic in resolved.topics:
+            assert s[f"guardrail_{topic.name}"] == float(s[f"topic_{topic.name}"] >= topic.threshold)
+        assert s["guardrail_flag"] == max(s[f"guardrail_{t.name}"] for t in resolved.topics)
+        # off-policy outputs of the sample trip a guardrail, the on-policy ones do not
+        off_policy = gen["output"] in _OFF_POLICY
+        if gen["app"] == "support-bot":
+            assert s["guardrail_flag"] == float(off_policy), (gen["output"], s)
+        elif not off_policy:
+            assert s["guardrail_flag"] == 0.0, (gen["output"], s)
+        _, out_i8, in_i8, encoder = vectors[gid]
+        assert float(from_int8(np.array(out_i8, np.int8)) @ out_vec) > 0.98
+        assert float(from_int8(np.array(in_i8, np.int8)) @ in_vec) > 0.98
+        assert encoder.startswith("onnx-int8")
+    assert any(g["output"] in _OFF_POLICY for g in gens.values())
+    # int8 noise: embeddings within cosine 0.98 of fp32 move a similarity by a few hundredths at most
+    print(f"similarity |int8 - fp32|: mean {np.mean(deltas):.4f}, max {np.max(deltas):.4f}")
+    assert np.mean(deltas) < 0.01 and np.max(deltas) < 0.08
 
 
 def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: Path) -> None:
@@ -202,3 +265,6 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
     assert dup_scores == (0,)
     edits = sum(e["type"] == "edit" for e in traffic.events)
     assert con.execute("SELECT count(*) FROM scores WHERE metric = 'edit_distance'").fetchone() == (edits,)
+    generations = sum(e["type"] == "generation" and not e.get("error") for e in traffic.events)
+    embedded = con.execute("SELECT count(*), count(DISTINCT generation_id) FROM embeddings").fetchone()
+    assert embedded == (generations, generations)

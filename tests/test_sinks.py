@@ -191,3 +191,15 @@ def test_query_retries_when_a_file_vanishes(tmp_path: Path, monkeypatch) -> None
 
     columns, rows = query(Flaky(), "SELECT count(*) AS n FROM scores")  # type: ignore[arg-type]
     assert (columns, rows, len(calls)) == (["n"], [(1,)], 2)
+
+
+def test_score_row_has_every_score_field() -> None:
+    from dataclasses import asdict
+    from datetime import datetime
+
+    from sinks.records import SCORES_SCHEMA, score_row
+    from streams.scoring import Score
+
+    score = Score("e", "g", datetime(2026, 11, 25), "app", "route", "model", "v1", "novelty", 0.25)
+    assert score_row(score) == asdict(score)
+    assert list(score_row(score)) == SCORES_SCHEMA.names

@@ -1,0 +1,219 @@
+"""Benchmark: embedding throughput of the default torch backend, the optimized backend, and the Faust stage.
+
+In one run, on the same sentences (real conversation turns from ``../shared/data/`` when present, generated
+otherwise), at the same batch size:
+
+1. ``SentenceTransformer.encode`` with the default fp32 torch backend (the reference);
+2. the ONNX fp32 export and the backend ``auto`` picks (ONNX int8 routed by length on CPU, torch fp16 on CUDA),
+   timed alternately with (1), median of ``--repeats`` runs, with their cosine agreement to (1);
+3. the full stage: generations published to a real Kafka broker, consumed by ``evalstream worker`` (Faust,
+   ``take_events`` batches, embedding of output and input, scores, Parquet), timed from the worker's own
+   ``embedded_at`` stamps (first batch excluded, so start-up does not count), next to a raw ``encode`` of the
+   same texts with the same backend.
+
+Targets: optimized / default >= 2.0 on CPU with mean cosine >= 0.99 (min >= 0.98); stage / raw >= 0.9;
+on one H100, >= 10,000 sentences/s.
+
+    python bench/embeddings.py [--sentences 1024] [--generations 4096] [--flush 1024] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from metrics.encoder import Encoder, TorchEncoder, cosine_agreement, cuda_available, load_encoder
+from metrics.onnx_export import default_cache_dir
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+
+
+def sentences(n: int) -> tuple[list[str], str]:
+    """``n`` distinct texts: conversation turns from the shared data, or generated ones."""
+    if SHARED.exists():
+        seen: dict[str, None] = {}
+        with gzip.open(SHARED, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                for turn in re.split(r"\n\n(?:Human|Assistant): ", json.loads(line)["chosen"]):
+                    if turn.strip():
+                        seen.setdefault(turn.strip(), None)
+        texts = list(seen)
+        random.Random(0).shuffle(texts)
+        if len(texts) >= n:
+            return texts[:n], f"real conversation turns ({SHARED.name})"
+    from streams.sample import _QUESTIONS, _SENTENCES
+
+    rng = random.Random(0)
+    pool = [*_QUESTIONS, *_SENTENCES]
+    out: dict[str, None] = {}
+    while len(out) < n:
+        out.setdefault(" ".join(rng.sample(pool, rng.randint(1, 4))) + f" (#{len(out)})", None)
+    return list(out), "generated from the sample traffic (../shared not found)"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def alternate(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each fn, run in turns (ABAB...) so machine drift falls on all alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            times[i].append(timed(fns[i]))
+    return [statistics.median(t) for t in times]
+
+
+def stage(encoder_backend: str, texts: list[str], batch_size: int, generations: int, flush: int) -> dict[str, float]:
+    """Generations → Kafka → worker; sentences/s from the worker's embedded_at stamps."""
+    from sinks.catalog import connect
+    from streams.broker import LocalBroker
+    from streams.demo import EXAMPLE_CONFIG
+    from streams.launch import spawn_cli, stop, wait_for
+    from streams.publisher import Publisher
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    work = Path(tempfile.mkdtemp(prefix="evalstream-bench-emb-"))
+    broker = None
+    bootstrap = os.environ.get("EVALSTREAM_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = LocalBroker.start(work / "kafka")
+        bootstrap = broker.bootstrap_servers
+    tag = str(int(time.time()))
+    settings = Settings(
+        bootstrap_servers=bootstrap, events_topic=f"bench.embeddings.{tag}", worker_id=f"bench-emb-{tag}",
+        data_dir=work / "data", topic_partitions=4, flush_max_events=flush, flush_interval_s=2.0,
+        eval_config=EXAMPLE_CONFIG, embed_backend=encoder_backend, embed_batch_size=batch_size,  # type: ignore[arg-type]
+    )  # fmt: skip
+    try:
+        ensure_topics(settings)
+        apps = [("support-bot", "answer"), ("support-bot", "triage"), ("docs-assistant", "answer")]
+
+        def generation(i: int) -> dict[str, object]:
+            return {
+                "type": "generation", "event_id": f"e{i}", "ts": "2026-11-25T10:00:00Z",
+                "session_id": f"s{i % 97}", "app": apps[i % 3][0], "generation_id": f"g{i}",
+                "route": apps[i % 3][1], "model": "m", "prompt_version": "v1",
+                "input": texts[2 * i], "output": texts[2 * i + 1],
+            }  # fmt: skip
+
+        with Publisher(bootstrap, settings.events_topic) as pub:
+            pub.publish_many(generation(i) for i in range(generations))
+        worker = spawn_cli(["worker"], settings.to_env(), work / "worker.log")
+        try:
+            wait_for(
+                lambda: connect(settings.data_dir).execute("SELECT count(*) FROM embeddings").fetchone()[0]  # type: ignore[index]
+                == generations
+                or None,
+                1800, 1.0, "the worker", worker,
+            )  # fmt: skip
+        finally:
+            stop(worker)
+        rows = (
+            connect(settings.data_dir)
+            .execute("SELECT embedded_at, count(*) FROM embeddings GROUP BY 1 ORDER BY 1")
+            .fetchall()
+        )
+        if len(rows) < 3:
+            raise SystemExit(f"only {len(rows)} batches: raise --generations or lower --flush")
+        span = (rows[-1][0] - rows[0][0]).total_seconds()
+        after_first = sum(n for _, n in rows[1:])
+        return {"rate": 2 * after_first / span, "batches": len(rows), "span": span}
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=1024, help="texts for the raw encode comparison")
+    parser.add_argument("--generations", type=int, default=4096, help="generations published for the stage")
+    parser.add_argument("--flush", type=int, default=1024, help="worker batch (EVALSTREAM_FLUSH_MAX_EVENTS)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
+    parser.add_argument("--skip-stage", action="store_true")
+    args = parser.parse_args()
+
+    gpu = cuda_available()
+    batch = args.batch_size or (256 if gpu else 32)
+    texts, source = sentences(max(args.sentences, 2 * args.generations))
+    sample = texts[: args.sentences]
+    print(f"data: {source}; {len(sample)} texts, mean {np.mean([len(t) for t in sample]):.0f} chars; batch {batch}")
+    print(f"device: {'CUDA ' + __import__('torch').cuda.get_device_name() if gpu else 'CPU'}, {os.cpu_count()} cores")
+
+    reference = TorchEncoder("cpu", batch_size=batch, fp16=False)
+    onnx = load_encoder("onnx", default_cache_dir(), batch_size=batch)
+    chosen: Encoder = load_encoder("auto", default_cache_dir(), batch_size=batch)
+    candidates: list[tuple[str, Encoder]] = [("torch fp32 (default)", reference), ("onnx fp32", onnx)]
+    candidates.append((f"auto: {chosen.name}", chosen))
+    for _, enc in candidates:
+        enc.encode(sample[:64])  # warm
+    seconds = alternate([lambda enc=enc: enc.encode(sample) for _, enc in candidates], args.repeats)  # type: ignore[misc]
+    ref_vectors = reference.encode(sample)
+
+    print(f"\n{'backend':34} {'sentences/s':>12} {'vs default':>11} {'cosine mean':>12} {'cosine min':>11}")
+    base = len(sample) / seconds[0]
+    results = {}
+    for (name, enc), s in zip(candidates, seconds, strict=True):
+        rate = len(sample) / s
+        mean, low = cosine_agreement(enc.encode(sample), ref_vectors)
+        results[name] = (rate, mean, low)
+        print(f"{name:34} {rate:12.0f} {rate / base:10.2f}x {mean:12.5f} {low:11.5f}")
+    rate, mean, low = results[f"auto: {chosen.name}"]
+    ok = rate / base >= 2.0 and mean >= 0.99 and low >= 0.98
+    print(
+        f"\noptimized / default = {rate / base:.2f}x (target >= 2.0 on CPU), cosine mean {mean:.4f} (>= 0.99), "
+        f"min {low:.4f} (>= 0.98): {'MET' if ok else 'NOT MET'}"
+    )
+    # What the int8 noise does to a similarity score: max cosine of each text to 8 reference sentences.
+    refs = reference.encode(texts[-8:])
+    delta = np.abs((chosen.encode(sample) @ refs.T).max(1) - (ref_vectors @ refs.T).max(1))
+    print(f"similarity |optimized - default| over {len(sample)} texts: mean {delta.mean():.4f}, max {delta.max():.4f}")
+    if gpu:
+        print(f"GPU: {rate:.0f} sentences/s (target >= 10,000 on one H100): {'MET' if rate >= 10_000 else 'NOT MET'}")
+
+    if not args.skip_stage:
+        stage_texts = texts[: 2 * args.generations]
+        backend = "torch" if gpu else "onnx-int8"
+        per_call = 2 * args.flush  # the worker encodes a batch's outputs and inputs in one call
+
+        def in_calls() -> None:
+            for i in range(0, len(stage_texts), per_call):
+                chosen.encode(stage_texts[i : i + per_call])
+
+        one_s, calls_s = alternate([lambda: chosen.encode(stage_texts), in_calls], args.repeats)
+        raw_one, raw_calls = len(stage_texts) / one_s, len(stage_texts) / calls_s
+        got = stage(backend, texts, batch, args.generations, args.flush)
+        rate = got["rate"]
+        print(
+            f"\nstage: {args.generations} generations ({len(stage_texts)} texts) via Kafka and the worker, "
+            f"{got['batches']:.0f} batches of {args.flush}: {rate:.0f} sentences/s\n"
+            f"raw encode of the same texts, same backend, one call:            {raw_one:.0f} sentences/s; "
+            f"stage / raw = {rate / raw_one:.2f} (target >= 0.9): {'MET' if rate / raw_one >= 0.9 else 'NOT MET'}\n"
+            f"raw encode of the same texts, same backend, {per_call} texts per call: {raw_calls:.0f} sentences/s; "
+            f"stage / raw = {rate / raw_calls:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
