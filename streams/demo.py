@@ -117,6 +117,13 @@ def _summary(data: Path, base: str) -> None:
         con.sql(
             "SELECT metric, count(*) AS n, round(avg(value), 6) AS mean FROM scores GROUP BY ALL ORDER BY metric"
         ).show()
+        _say("Guardrails tripped (streams/evalconfig.example.toml):", bold=True)
+        con.sql(
+            "SELECT s.app, substr(s.metric, 11) AS topic, count(*) AS flagged, any_value(e.output) AS example "
+            "FROM scores s JOIN events e USING (event_id) "
+            "WHERE s.metric LIKE 'guardrail\\_%' ESCAPE '\\' AND s.metric <> 'guardrail_flag' AND s.value = 1 "
+            "GROUP BY ALL ORDER BY flagged DESC"
+        ).show(max_width=140)
         con.sql("SELECT reason, count(*) AS n FROM dlq GROUP BY ALL ORDER BY n DESC").show(max_width=140)
     finally:
         con.close()
@@ -128,8 +135,9 @@ def _summary(data: Path, base: str) -> None:
         ("API docs", f"{base}/docs"),
         ("thumbs-up by model", f"{example}   ({body['count']} points)"),
         ("edit ratio by route", f"{base}/v1/metrics/timeseries?metric=edit_ratio&window=30m&group_by=route"),
+        ("quality by model", f"{base}/v1/metrics/timeseries?metric=quality&window=1h&group_by=model"),
         ("SQL", f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT * FROM scores LIMIT 5"'),
-        ("files", f"{data}/{{events,scores,dlq}}/dt=*/*.parquet ; logs {data}/*.log"),
+        ("files", f"{data}/{{events,scores,embeddings,dlq}}/dt=*/*.parquet ; logs {data}/*.log"),
     ]
     for label, where in rows:
         _say(f"  {label:<20} {where}")

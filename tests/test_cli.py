@@ -79,3 +79,14 @@ def test_publish_sends_a_valid_file_and_raw_sends_anything(settings: Settings, t
     assert runner.invoke(app, ["publish", str(path), "--raw"], env=env).exit_code == 0
     values = [m.value() for m in consume_all(settings.bootstrap_servers, settings.events_topic, 4)]
     assert len(values) == 27 and b"{broken" in values
+
+
+@pytest.mark.integration
+def test_worker_refuses_an_invalid_eval_config(settings: Settings, tmp_path: Path) -> None:
+    config = tmp_path / "eval.toml"
+    config.write_text('[apps.bot.topics.medical_advice]\nexemplars = ["take pills"]\nthreshold = 2\n')
+    env = settings.model_copy(update={"eval_config": config}).to_env()
+    result = runner.invoke(app, ["worker"], env=env)
+    assert result.exit_code == 1
+    assert "apps.bot.topics.medical_advice.threshold: Input should be less than or equal to 1" in result.stderr
+    assert str(config) in result.stderr

@@ -1,0 +1,93 @@
+"""BatchProcessor without Kafka: the embedding stage's failure handling and the rows one batch produces."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrics.embedding_cache import CachedEncoder
+from sinks.catalog import connect
+from streams.embedding_stage import EmbeddingScorer
+from streams.evalconfig import ReferenceBook
+from streams.join import GenerationJoin
+from streams.settings import Settings
+from streams.worker import BatchProcessor, ParquetSinks, WorkerCounters
+
+POISON = "this output breaks the encoder"
+
+
+class FlakyEncoder:
+    """A deterministic encoder that fails on any call containing POISON (like a model error on one text)."""
+
+    name = "flaky"
+    dim = 384  # the stored embedding width
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if POISON in texts:
+            raise RuntimeError("model exploded")
+        v = np.array([np.random.default_rng(len(t)).standard_normal(self.dim) for t in texts], np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(eq=False)
+class Event:
+    message: Message
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        self.sent.append((value, headers))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _generation(i: int, output: str) -> bytes:
+    return json.dumps({
+        "type": "generation", "event_id": f"e{i}", "ts": "2026-11-25T10:00:00Z", "session_id": "s", "app": "a",
+        "generation_id": f"g{i}", "route": "r", "model": "m", "prompt_version": "v", "input": f"question {i}",
+        "output": output,
+    }).encode()  # fmt: skip
+
+
+def test_an_encoder_failure_keeps_the_events_and_counts_the_generation(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embed_backend="off")
+    counters = WorkerCounters()
+    encoder = CachedEncoder(FlakyEncoder())
+    processor = BatchProcessor(
+        GenerationJoin({}, 3600), DeadLetters(), ParquetSinks(settings), counters, {}, settings,  # type: ignore[arg-type]
+        EmbeddingScorer(encoder, ReferenceBook(None, encoder)),
+    )  # fmt: skip
+    values = [_generation(0, "fine"), _generation(1, POISON), _generation(2, "also fine"), b"{not json"]
+    batch = [Event(Message("t", 0, offset, None, v)) for offset, v in enumerate(values)]
+    asyncio.run(processor.process(batch))  # type: ignore[arg-type]
+
+    assert (counters.valid, counters.dead_lettered) == (3, 1)
+    assert (counters.embedded, counters.embedding_errors) == (2, 1)
+    con = connect(tmp_path)
+    assert sorted(r[0] for r in con.execute("SELECT generation_id FROM events").fetchall()) == ["g0", "g1", "g2"]
+    assert sorted(r[0] for r in con.execute("SELECT generation_id FROM embeddings").fetchall()) == ["g0", "g2"]
+    by_metric = dict(
+        con.execute("SELECT metric, list(generation_id ORDER BY generation_id) FROM scores GROUP BY 1").fetchall()
+    )
+    assert by_metric["relevance"] == ["g0", "g2"]
+    assert by_metric["latency_ms" if "latency_ms" in by_metric else "error"] == ["g0", "g1", "g2"]
+    assert con.execute("SELECT count(*) FROM dlq").fetchone() == (1,)
