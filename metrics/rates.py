@@ -1,7 +1,9 @@
 """Rates as small, immutable, mergeable states, with a Wilson 95% score interval.
 
-Regenerate rate (regenerates / generations), refresh rate, feedback rate (generations with feedback /
-generations) and thumbs-up rate (ups / rated) are all a :class:`Rate`: ``successes`` out of ``trials``.
+Regenerate rate (regenerates / generations), feedback rate (generations with feedback / generations) and
+thumbs-up rate (ups / rated) are all a :class:`Rate`: ``successes`` out of ``trials``. :class:`KeyedRates`
+holds one per session or per window (:func:`window_key`). A "refresh" rate fits the same state once a refresh
+event is defined (the event contract has none yet).
 
 Example::
 
@@ -18,7 +20,8 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 Z95 = 1.959963984540054
@@ -76,3 +79,67 @@ class Rate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rate:
         return cls(int(data["successes"]), int(data["trials"]))
+
+
+class KeyedRatesValue(NamedTuple):
+    pooled: RateValue  # all trials together
+    per_key: dict[str, RateValue]
+    mean_of_keys: float  # each key (session, window) counts once
+    share_with_success: float  # keys with at least one success, e.g. sessions that regenerated at all
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRates:
+    """A :class:`Rate` per key: per-session rates (key = session id) or per-window rates (key = window start).
+
+    Updates return a new value (the mapping is copied, so keep the number of keys modest: one session's or one
+    query's worth). ``get()`` is None while there is no trial.
+
+    Example::
+
+        >>> r = KeyedRates().update("s1", True).update("s1", False).update("s2", False)
+        >>> v = r.get()
+        >>> v.pooled.rate, v.per_key["s1"].rate, v.mean_of_keys, v.share_with_success
+        (0.3333333333333333, 0.5, 0.25, 0.5)
+    """
+
+    rates: dict[str, Rate] = field(default_factory=dict)
+
+    def update(self, key: str, success: bool | int, trials: int = 1) -> KeyedRates:
+        rates = dict(self.rates)
+        rates[key] = rates.get(key, Rate()).update(success, trials)
+        return KeyedRates(rates)
+
+    def merge(self, other: KeyedRates) -> KeyedRates:
+        rates = dict(self.rates)
+        for key, rate in other.rates.items():
+            rates[key] = rates[key].merge(rate) if key in rates else rate
+        return KeyedRates(rates)
+
+    def get(self) -> KeyedRatesValue | None:
+        per_key = {k: v for k, r in self.rates.items() if (v := r.get()) is not None}
+        if not per_key:
+            return None
+        pooled = Rate(sum(r.successes for r in self.rates.values()), sum(r.trials for r in self.rates.values()))
+        value = pooled.get()
+        assert value is not None
+        return KeyedRatesValue(
+            value,
+            per_key,
+            sum(v.rate for v in per_key.values()) / len(per_key),
+            sum(self.rates[k].successes > 0 for k in per_key) / len(per_key),
+        )
+
+
+def window_key(ts: datetime, width: timedelta) -> str:
+    """The start of the tumbling window of ``width`` holding ``ts`` (UTC, aligned to the epoch), ISO 8601.
+
+    >>> window_key(datetime(2026, 11, 25, 10, 47, tzinfo=UTC), timedelta(minutes=30))
+    '2026-11-25T10:30:00Z'
+    """
+    seconds = width.total_seconds()
+    if seconds <= 0:
+        raise ValueError("width must be positive")
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    start = math.floor(aware.timestamp() / seconds) * seconds
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
