@@ -29,6 +29,7 @@ import numpy as np
 
 from metrics.embedding_cache import CachedEncoder
 from metrics.similarity import composite, max_cosine, to_int8
+from sinks.records import EMBEDDING_DIM
 from streams.evalconfig import ReferenceBook, References
 from streams.schema import GenerationEvent
 from streams.scoring import GenerationRef, Score, scores_of
@@ -58,6 +59,8 @@ class Embedded:
 
 class EmbeddingScorer:
     def __init__(self, encoder: CachedEncoder, book: ReferenceBook, embed_inputs: bool = True) -> None:
+        if encoder.dim != EMBEDDING_DIM:  # the embeddings dataset stores INT8[384]
+            raise ValueError(f"the encoder makes {encoder.dim}-dimensional vectors; the sinks store {EMBEDDING_DIM}")
         self.encoder = encoder
         self.book = book
         self.embed_inputs = embed_inputs

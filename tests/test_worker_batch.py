@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from metrics.embedding_cache import CachedEncoder
 from sinks.catalog import connect
@@ -91,3 +92,12 @@ def test_an_encoder_failure_keeps_the_events_and_counts_the_generation(tmp_path:
     assert by_metric["relevance"] == ["g0", "g2"]
     assert by_metric["latency_ms" if "latency_ms" in by_metric else "error"] == ["g0", "g1", "g2"]
     assert con.execute("SELECT count(*) FROM dlq").fetchone() == (1,)
+
+
+def test_an_encoder_of_another_width_is_refused_up_front() -> None:
+    class Small(FlakyEncoder):
+        dim = 4
+
+    encoder = CachedEncoder(Small())
+    with pytest.raises(ValueError, match="4-dimensional"):
+        EmbeddingScorer(encoder, ReferenceBook(None, encoder))
