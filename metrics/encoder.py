@@ -147,7 +147,7 @@ class TorchEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = self.model.encode(
-            list(texts),
+            sanitize(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
@@ -207,7 +207,10 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         if not texts:
             return out
-        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        try:
+            ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        except TypeError:  # a lone surrogate (valid in JSON, not in UTF-8): encode it as U+FFFD
+            ids = [e.ids for e in self.tokenizer.encode_batch(sanitize(texts))]
         lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
         order = np.argsort(-lengths, kind="stable")  # long first, like sentence-transformers: little padding
         if self.int8 is not None:
@@ -240,6 +243,11 @@ class OnnxEncoder:
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def sanitize(texts: Sequence[str]) -> list[str]:
+    """Texts with lone surrogates replaced by U+FFFD characters, so every tokenizer accepts them."""
+    return [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if not t.isascii() else t for t in texts]
 
 
 def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -177,3 +177,10 @@ def test_embedding_rows_hold_the_vectors(scorer: EmbeddingScorer, onnx_int8: Onn
         assert row["generation_id"] == gen.generation_id and row["encoder"] == onnx_int8.name
         assert float(from_int8(row["output_embedding"]) @ vector) > 0.999
     assert results[0].row["input_embedding"] is not None and results[1].row["input_embedding"] is None
+
+
+def test_lone_surrogates_empty_and_very_long_texts(onnx_int8: OnnxEncoder) -> None:
+    texts = ["ok \ud800 bad", "", "word " * 2000, "ok \ufffd bad"]
+    v = onnx_int8.encode(texts)
+    assert v.shape == (4, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert float(v[0] @ v[3]) > 0.999  # the surrogate reads as U+FFFD
