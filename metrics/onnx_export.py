@@ -32,8 +32,8 @@ INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def default_cache_dir() -> Path:
-    """``$EVALSTREAM_MODEL_CACHE`` or ``$XDG_CACHE_HOME/evalstream/models`` (``~/.cache/evalstream/models``)."""
-    if env := os.environ.get("EVALSTREAM_MODEL_CACHE"):
+    """``$EVALSTREAM_MODEL_CACHE_DIR`` or ``$XDG_CACHE_HOME/evalstream/models`` (``~/.cache/evalstream/models``)."""
+    if env := os.environ.get("EVALSTREAM_MODEL_CACHE_DIR"):
         return Path(env)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "evalstream" / "models"
