@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -119,13 +120,17 @@ def stage(encoder_backend: str, texts: list[str], batch_size: int, generations: 
         with Publisher(bootstrap, settings.events_topic) as pub:
             pub.publish_many(generation(i) for i in range(generations))
         worker = spawn_cli(["worker"], settings.to_env(), work / "worker.log")
+        counted: dict[Path, int] = {}
+
+        def landed() -> int:
+            # Parquet footers only (a DuckDB scan each poll would take CPU from the worker being timed)
+            for path in (settings.data_dir / "embeddings").glob("dt=*/*.parquet"):
+                if path not in counted:
+                    counted[path] = pq.ParquetFile(path).metadata.num_rows
+            return sum(counted.values())
+
         try:
-            wait_for(
-                lambda: connect(settings.data_dir).execute("SELECT count(*) FROM embeddings").fetchone()[0]  # type: ignore[index]
-                == generations
-                or None,
-                1800, 1.0, "the worker", worker,
-            )  # fmt: skip
+            wait_for(lambda: landed() == generations or None, 1800, 2.0, "the worker", worker)
         finally:
             stop(worker)
         rows = (

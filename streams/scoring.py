@@ -76,18 +76,10 @@ class Score:
 
 def scores_of(event: Event, ref: GenerationRef | None, values: dict[str, float | None]) -> list[Score]:
     gid = getattr(event, "generation_id", None)
+    event_id, ts, app = event.event_id, event.ts_utc, event.app  # once, not per metric
+    route, model, version = (ref.route, ref.model, ref.prompt_version) if ref else (None, None, None)
     return [
-        Score(
-            event.event_id,
-            gid,
-            event.ts_utc,
-            event.app,
-            ref.route if ref else None,
-            ref.model if ref else None,
-            ref.prompt_version if ref else None,
-            metric,
-            float(value),
-        )
+        Score(event_id, gid, ts, app, route, model, version, metric, float(value))
         for metric, value in values.items()
         if value is not None
     ]

@@ -1,6 +1,8 @@
 """The evalstream worker: a Faust app that validates, joins, scores and sinks LLM events.
 
-One agent consumes the raw bytes of the events topic in batches (``stream.take_events(max, within=s)``).
+One agent consumes the raw bytes of the events topic in batches of at most ``flush_max_events`` events or
+``flush_interval_s`` seconds (:func:`streams.batching.take_events_overlapped`: Faust's ``take_events``, except
+that the next batch is gathered while this one is processed).
 For each batch:
 
 1. every message is parsed and validated; a bad one (malformed JSON, schema violation, or anything that fails
@@ -42,6 +44,7 @@ from metrics.novelty import RecentOutputs, novelty
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
+from streams.batching import take_events_overlapped
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
 from streams.evalconfig import ReferenceBook
 from streams.join import GenerationJoin
@@ -265,7 +268,8 @@ class BatchProcessor:
             await asyncio.gather(*deliveries)  # the DLQ holds them before their offsets can commit
         for part in parts.values():
             self._check_contiguous(part)
-            await self._write_until_durable(part)
+        # partitions are independent files: write them side by side (their fsyncs overlap)
+        await asyncio.gather(*(self._write_until_durable(part) for part in parts.values()))
         self.counters.batches += 1
         log.debug(
             "batch of %d events: score %.3fs, embed %.3fs, write %.3fs",
@@ -406,7 +410,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     async def evaluate(stream: StreamT) -> None:
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_patches.py)")
-        batches = stream.take_events(settings.flush_max_events, within=settings.flush_interval_s)  # type: ignore[attr-defined]
+        batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s)
         async for batch in batches:
             await processor.process(batch)
 
