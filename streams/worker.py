@@ -119,7 +119,7 @@ def _as_current_event(event: EventT) -> None:
     """Make ``event`` the current event of this task, so table writes go to its changelog partition.
 
     Only the task-local context variable is set: ``Stream._set_current_event`` would also overwrite the
-    stream's shared ``current_event`` attribute, which ``take_events``' buffering task reads concurrently.
+    stream's shared ``current_event`` attribute, which the batch buffering task reads concurrently.
     """
     _current_event.set(weakref.ref(event))
 
