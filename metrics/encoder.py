@@ -119,6 +119,9 @@ def _offline() -> None:
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (without importing torch where no NVIDIA driver is loaded)."""
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg")):
+        return False
     try:
         import torch
     except ImportError:

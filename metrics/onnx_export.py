@@ -40,14 +40,14 @@ def default_cache_dir() -> Path:
 
 
 def _key(model_dir: Path) -> str:
-    import onnxruntime
-    import torch
+    # versions from package metadata: importing torch just to read its version costs seconds and memory
+    from importlib.metadata import version
 
     h = hashlib.sha256()
     with open(model_dir / "model.safetensors", "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
-    h.update(f"{torch.__version__}|{onnxruntime.__version__}|{EXPORT_VERSION}".encode())
+    h.update(f"{version('torch')}|{version('onnxruntime')}|{EXPORT_VERSION}".encode())
     return h.hexdigest()[:16]
 
 

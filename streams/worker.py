@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -375,6 +376,10 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     if embedder is not None:
         # The encoder's threads need the GIL briefly between model runs; hand it over sooner than every 5 ms.
         sys.setswitchinterval(0.0005)
+    # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans, which
+    # otherwise walk all of it whenever a batch's short-lived objects trigger a full collection.
+    gc.collect()
+    gc.freeze()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_id,
