@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -268,3 +269,10 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
     generations = sum(e["type"] == "generation" and not e.get("error") for e in traffic.events)
     embedded = con.execute("SELECT count(*), count(DISTINCT generation_id) FROM embeddings").fetchone()
     assert embedded == (generations, generations)
+    # batches never exceed flush_max_events (40): a file covers at most 40 offsets of its partition
+    spans = [
+        int(m["last"]) - int(m["first"]) + 1
+        for path in (settings.data_dir / "events").glob("dt=*/*.parquet")
+        if (m := re.match(r".*-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$", path.name))
+    ]
+    assert spans and max(spans) <= 40
