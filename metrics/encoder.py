@@ -33,11 +33,13 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from metrics.similarity import rowwise_cosine
 
 log = logging.getLogger("evalstream.encoder")
 
@@ -171,7 +173,6 @@ class OnnxEncoder:
         batch_size: int = 32,
         int8_min_tokens: int = 64,
         threads: int = 0,
-        spin: bool = True,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -189,8 +190,6 @@ class OnnxEncoder:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # Idle pool threads spin by default: fastest alone, but it takes CPU from whatever shares the process.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
 
         def session(path: Path) -> Any:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -200,13 +199,20 @@ class OnnxEncoder:
         self.batch_size = batch_size
         self.int8_min_tokens = int8_min_tokens
         self.name = f"onnx-int8(>={int8_min_tokens} tokens)" if self.int8 is not None else "onnx-fp32"
-        self._pool = ThreadPoolExecutor(self.workers, "evalstream-onnx") if self.workers > 1 else None
+        self._pool = ThreadPoolExecutor(self.workers, "evalstream-onnx")
 
     def drop_int8(self) -> None:
         self.int8 = None
         self.name = "onnx-fp32"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.int8)
+
+    def encode_fp32(self, texts: Sequence[str]) -> np.ndarray:
+        """The fp32 embeddings, whatever the routing (the reference the int8 path is checked against)."""
+        return self._encode(texts, None)
+
+    def _encode(self, texts: Sequence[str], int8: Any) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
         if not texts:
             return out
@@ -216,20 +222,21 @@ class OnnxEncoder:
             ids = [e.ids for e in self.tokenizer.encode_batch(sanitize(texts))]
         lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
         order = np.argsort(-lengths, kind="stable")  # long first, like sentence-transformers: little padding
-        if self.int8 is not None:
+        if int8 is not None:
             long = order[lengths[order] >= self.int8_min_tokens]
             short = order[lengths[order] < self.int8_min_tokens]
-            groups = [(self.int8, long), (self.fp32, short)]
+            groups = [(int8, long), (self.fp32, short)]
         else:
             groups = [(self.fp32, order)]
         jobs = []
         for sess, idx in groups:
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
-                args = (sess, [ids[i] for i in chunk], int(lengths[chunk].max()))
-                jobs.append((chunk, self._pool.submit(self._run, *args) if self._pool else self._run(*args)))
+                jobs.append(
+                    (chunk, self._pool.submit(self._run, sess, [ids[i] for i in chunk], int(lengths[chunk].max())))
+                )
         for chunk, job in jobs:
-            out[chunk] = job.result() if isinstance(job, Future) else job
+            out[chunk] = job.result()
         return out
 
     @staticmethod
@@ -255,7 +262,7 @@ def sanitize(texts: Sequence[str]) -> list[str]:
 
 def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean and minimum row-wise cosine of two sets of normalized embeddings."""
-    cos = np.sum(a * b, axis=1)
+    cos = rowwise_cosine(a, b)
     return float(cos.mean()), float(cos.min())
 
 
@@ -265,39 +272,29 @@ def load_encoder(
     batch_size: int | None = None,
     int8_min_tokens: int = 64,
     threads: int = 0,
-    spin: bool = True,
 ) -> Encoder:
     """The encoder for ``backend`` (see the module docstring); ONNX files are exported once into ``cache_dir``.
 
-    ``threads``: ONNX batches run at once, one thread each (0 = one per core). ``spin=False`` stops idle
-    onnxruntime threads from busy-waiting, which the worker wants, as its event loop shares the CPU.
+    ``threads``: ONNX batches run at once, one thread each (0 = one per core).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    cuda = cuda_available() if backend in ("auto", "torch") else False
     if backend == "auto":
-        backend = "torch" if cuda_available() else "onnx-int8"
+        backend = "torch" if cuda else "onnx-int8"
     if backend == "torch":
-        cuda = cuda_available()
         return TorchEncoder("cuda" if cuda else "cpu", batch_size=batch_size or (256 if cuda else 32))
     batch_size = batch_size or 32
     from metrics.onnx_export import default_cache_dir, export_onnx, quantize_int8
 
     fp32 = export_onnx(model_dir(), cache_dir or default_cache_dir())
     int8 = quantize_int8(fp32) if backend == "onnx-int8" else None
-    enc = OnnxEncoder(fp32, int8, batch_size=batch_size, int8_min_tokens=int8_min_tokens, threads=threads, spin=spin)
+    enc = OnnxEncoder(fp32, int8, batch_size=batch_size, int8_min_tokens=int8_min_tokens, threads=threads)
     if int8 is not None:
-        mean, low = cosine_agreement(enc.encode(CHECK_SENTENCES), _fp32_reference(enc))
+        mean, low = cosine_agreement(enc.encode(CHECK_SENTENCES), enc.encode_fp32(CHECK_SENTENCES))
         if mean < CHECK_MEAN_COSINE or low < CHECK_MIN_COSINE:
             log.warning("int8 embeddings disagree with fp32 (mean cosine %.4f, min %.4f); using fp32 ONNX", mean, low)
             enc.drop_int8()
         else:
             log.info("int8 embeddings checked against fp32: mean cosine %.5f, min %.5f", mean, low)
     return enc
-
-
-def _fp32_reference(enc: OnnxEncoder) -> np.ndarray:
-    int8, enc.int8 = enc.int8, None
-    try:
-        return enc.encode(CHECK_SENTENCES)
-    finally:
-        enc.int8 = int8

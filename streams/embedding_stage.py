@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from metrics.embedding_cache import CachedEncoder
-from metrics.similarity import composite, max_cosine, to_int8
+from metrics.similarity import composite, max_cosine, rowwise_cosine, to_int8
 from sinks.records import EMBEDDING_DIM
 from streams.evalconfig import ReferenceBook, References
 from streams.schema import GenerationEvent
@@ -89,7 +89,7 @@ class EmbeddingScorer:
         if n == 0:
             return []
         outputs, has_input = encoded.outputs, encoded.has_input
-        relevance = np.einsum("ij,ij->i", outputs, encoded.inputs)
+        relevance = rowwise_cosine(outputs, encoded.inputs)
         stored_out, stored_in = to_int8(outputs), to_int8(encoded.inputs)
         # per app and route: one matrix product for the examples and one per topic
         groups: dict[tuple[str, str], list[int]] = {}

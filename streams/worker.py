@@ -202,11 +202,17 @@ class BatchProcessor:
                 parsed.append(parse_event(ev.message.value))
             except Exception as exc:  # reported in pass 2
                 parsed.append(exc)
-        to_embed = [e for e in parsed if isinstance(e, GenerationEvent) and not e.error]
+        to_embed: list[GenerationEvent] = []  # generations without error: novelty and embeddings
+        embed_at: list[int | None] = []  # per message, its index in to_embed
+        for e in parsed:
+            if isinstance(e, GenerationEvent) and not e.error:
+                embed_at.append(len(to_embed))
+                to_embed.append(e)
+            else:
+                embed_at.append(None)
         embedding = self._start_embedding(to_embed)
-        embed_index = {id(e): i for i, e in enumerate(to_embed)}
         # ...pass 2 joins and scores meanwhile.
-        for ev, event_or_error in zip(batch, parsed, strict=True):
+        for ev, event_or_error, index in zip(batch, parsed, embed_at, strict=True):
             msg = ev.message
             part = parts.get((msg.topic, msg.partition))
             if part is None:
@@ -225,10 +231,11 @@ class BatchProcessor:
                     scores = []
                 else:
                     scores = scores_for(event, ref)
-                if isinstance(event, GenerationEvent) and not event.error:
-                    value = self._novelty(event, part, recent)
-                    scores += novelty_scores(event, value)
-                    generations.append((part, event, value, embed_index[id(event)]))
+                if index is not None:
+                    gen = to_embed[index]  # this event
+                    value = self._novelty(gen, part, recent)
+                    scores += novelty_scores(gen, value)
+                    generations.append((part, gen, value, index))
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
@@ -257,7 +264,7 @@ class BatchProcessor:
             self.counters.scores += len(scores)
         t1 = time.perf_counter()
         if embedding is not None:
-            await self._embed(generations, to_embed, embedding)
+            await self._embed(generations, embedding)
         t2 = time.perf_counter()
         for key, (outputs, part) in recent.items():
             _as_current_event(part.last_event)  # the key belongs to this partition's changelog
@@ -285,7 +292,6 @@ class BatchProcessor:
     async def _embed(
         self,
         generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]],
-        encoded: list[GenerationEvent],
         embedding: asyncio.Future[Encoded],
     ) -> None:
         """Score the batch's generations once their embeddings (started in pass 1) are ready.
@@ -298,7 +304,7 @@ class BatchProcessor:
         try:
             vectors: Encoded | None = await embedding
         except Exception:
-            log.exception("embedding a batch of %d generations failed; retrying one by one", len(encoded))
+            log.exception("embedding a batch of %d generations failed; retrying one by one", len(generations))
             vectors = None
         pairs = [(gen, value) for _, gen, value, _ in generations]
         results: list[Embedded | None] = []
@@ -351,7 +357,6 @@ def create_embedder(settings: Settings) -> EmbeddingScorer | None:
         batch_size=settings.embed_batch_size,
         int8_min_tokens=settings.embed_int8_min_tokens,
         threads=settings.embed_threads,
-        spin=False,  # the event loop shares the CPU
     )
     cached = CachedEncoder(encoder, settings.embed_cache_size)
     book = ReferenceBook(settings.eval_config, cached)

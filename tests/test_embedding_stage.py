@@ -53,11 +53,7 @@ def torch_reference() -> np.ndarray:
 
 
 def test_onnx_fp32_matches_sentence_transformers(onnx_int8: OnnxEncoder, torch_reference: np.ndarray) -> None:
-    int8, onnx_int8.int8 = onnx_int8.int8, None
-    try:
-        fp32 = onnx_int8.encode(TEXTS)
-    finally:
-        onnx_int8.int8 = int8
+    fp32 = onnx_int8.encode_fp32(TEXTS)
     assert fp32.shape == (len(TEXTS), 384) and fp32.dtype == np.float32
     assert np.allclose(np.linalg.norm(fp32, axis=1), 1.0, atol=1e-5)
     mean, low = cosine_agreement(fp32, torch_reference)
