@@ -45,17 +45,18 @@ def composite(components: Mapping[str, float | None], weights: Mapping[str, floa
 
     A component missing from ``weights`` does not count; negative weights are rejected.
     """
-    total = 0.0
-    weight_sum = 0.0
+    present: list[tuple[float, float]] = []
     for name, weight in weights.items():
         if weight < 0:
             raise ValueError(f"weight of {name!r} is negative")
         value = components.get(name)
-        if value is None or weight == 0:
-            continue
-        total += weight * value
-        weight_sum += weight
-    return None if weight_sum == 0 else total / weight_sum
+        if value is not None and weight > 0:
+            present.append((weight, value))
+    weight_sum = sum(w for w, _ in present)
+    if weight_sum == 0:
+        return None
+    # normalize the weights first: weight × value could underflow for tiny weights (found by hypothesis)
+    return sum((w / weight_sum) * v for w, v in present)
 
 
 def to_int8(vectors: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -49,13 +49,15 @@ def test_rowwise_cosine_pairs_rows_and_checks_shapes() -> None:
     ),
     st.dictionaries(st.sampled_from(["semantic_similarity", "novelty", "relevance"]), st.floats(0, 10)),
 )
+@example({"relevance": 0.5}, {"relevance": 5e-324})  # weight × value underflowed to 0 before normalizing
 def test_composite_is_a_weighted_mean_of_present_components(components: dict, weights: dict) -> None:
     got = composite(components, weights)
     used = {k: w for k, w in weights.items() if w > 0 and components.get(k) is not None}
     if not used:
         assert got is None
         return
-    expected = sum(w * components[k] for k, w in used.items()) / sum(used.values())
+    total = sum(used.values())
+    expected = sum((w / total) * components[k] for k, w in used.items())  # weighted mean, without underflow
     assert got == pytest.approx(expected, abs=1e-9)
     present = [components[k] for k in used]
     assert min(present) - 1e-9 <= got <= max(present) + 1e-9  # type: ignore[operator]
