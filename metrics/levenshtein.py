@@ -2,13 +2,21 @@
 
 The shorter string of a pair is the *pattern*: a bitmask per character marks where it occurs. Every character
 of the longer string then updates all pattern positions at once with a few 64-bit operations, so a pair costs
-``ceil(m / 64) * n`` word operations instead of ``m * n`` cells; patterns longer than 64 characters use the
-blocked variant (one 64-bit word per block, carries passed from block to block). Common prefixes and suffixes
-are stripped first.
+``ceil(m / 64) * n`` word operations instead of ``m * n`` cells. Common prefixes and suffixes are stripped
+first; then each pair takes one of three paths:
+
+- pattern of at most 64 characters: one word;
+- similar lengths (within 31) up to 512 characters: Hyyrö's band, the 63 cells around the diagonal in one
+  word (exact when the distance is at most 31; otherwise the pair goes on to the next path);
+- otherwise: the blocked variant (a word per 64 pattern characters, carries passed from block to block) within
+  an Ukkonen band.
+
+The one-word and band paths run two pairs interleaved in one loop: a pair's recurrence is a chain of
+dependent operations, and a second, independent chain keeps the CPU's other execution units busy.
 
 Characters are Unicode code points (strings are packed as UTF-32 in one pass), so ``"é"`` and ``"e\\u0301"``
-differ, as in :mod:`rapidfuzz`. Word level: tokens are hashed to 64-bit integers and the same kernel runs on
-the token sequences.
+differ, as in :mod:`rapidfuzz`. Word level: tokens are mapped to exact integer ids and the same kernels run on
+the id sequences.
 
 Entry points release the GIL and run pairs in parallel (``prange``); functions are compiled with
 ``cache=True``, so a process after the first one loads machine code from ``__pycache__`` instead of compiling
@@ -26,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numba as nb
@@ -51,98 +60,405 @@ def _slot(keys: np.ndarray, cp: np.int64) -> np.int64:
 
 
 @nb.njit(cache=True, nogil=True)
-def _lev_core(
-    a: np.ndarray, a0: int, a1: int, b: np.ndarray, b0: int, b1: int,
-    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, vp: np.ndarray, vn: np.ndarray,
-    scores: np.ndarray,
+def _table_size(max_len: int) -> int:
+    size = 16
+    while size < 2 * max_len + 2:
+        size *= 2
+    return size
+
+
+@nb.njit(cache=True, nogil=True)
+def _single_words(
+    a: np.ndarray, b: np.ndarray, idx: np.ndarray, count: int, from_a: np.ndarray,
+    p_start: np.ndarray, p_len: np.ndarray, t_start: np.ndarray, t_len: np.ndarray, out: np.ndarray,
+) -> None:  # fmt: skip
+    """Patterns of at most 64 characters: Myers/Hyyrö in one word, two pairs at a time.
+
+    The recurrence of one pair is a chain of dependent operations (about 11 cycles per character); two
+    independent pairs interleaved in one loop keep the CPU's other execution units busy. Each lane has its
+    own bitmask table (direct for code points below 256, open addressing above), cleared after the pair by
+    the slots it used.
+    """
+    size = _table_size(64)
+    wrap = size - 1
+    direct1 = np.zeros(_DIRECT, np.uint64)
+    direct2 = np.zeros(_DIRECT, np.uint64)
+    keys1 = np.full(size, _EMPTY, np.int64)
+    keys2 = np.full(size, _EMPTY, np.int64)
+    wide1 = np.zeros(size, np.uint64)
+    wide2 = np.zeros(size, np.uint64)
+    used1 = np.empty(64, np.int64)
+    used2 = np.empty(64, np.int64)
+    for q in range(0, count, 2):
+        i1 = idx[q]
+        p1 = a if from_a[i1] else b
+        t1 = b if from_a[i1] else a
+        ps1 = p_start[i1]
+        m1 = p_len[i1]
+        ts1 = t_start[i1]
+        n1 = t_len[i1]
+        i2 = idx[q + 1] if q + 1 < count else -1
+        p2 = p1
+        t2 = t1
+        ps2 = 0
+        m2 = 0
+        ts2 = 0
+        n2 = 0
+        if i2 >= 0:
+            p2 = a if from_a[i2] else b
+            t2 = b if from_a[i2] else a
+            ps2 = p_start[i2]
+            m2 = p_len[i2]
+            ts2 = t_start[i2]
+            n2 = t_len[i2]
+        # build both patterns' bitmasks
+        u1 = 0
+        for k in range(m1):
+            cp = np.int64(p1[ps1 + k])
+            bit = _ONE << np.uint64(k)
+            if cp < _DIRECT:
+                direct1[cp] |= bit
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys1[h] != _EMPTY and keys1[h] != cp:
+                    h = (h + 1) & wrap
+                if keys1[h] == _EMPTY:
+                    keys1[h] = cp
+                    used1[u1] = h
+                    u1 += 1
+                wide1[h] |= bit
+        u2 = 0
+        for k in range(m2):
+            cp = np.int64(p2[ps2 + k])
+            bit = _ONE << np.uint64(k)
+            if cp < _DIRECT:
+                direct2[cp] |= bit
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys2[h] != _EMPTY and keys2[h] != cp:
+                    h = (h + 1) & wrap
+                if keys2[h] == _EMPTY:
+                    keys2[h] = cp
+                    used2[u2] = h
+                    u2 += 1
+                wide2[h] |= bit
+        VP1 = _ALL
+        VN1 = _ZERO
+        VP2 = _ALL
+        VN2 = _ZERO
+        d1 = np.int64(m1)
+        d2 = np.int64(m2)
+        s1 = np.uint64(max(m1, 1) - 1)
+        s2 = np.uint64(max(m2, 1) - 1)
+        for j in range(max(n1, n2)):
+            if j < n1:
+                cp = np.int64(t1[ts1 + j])
+                if cp < _DIRECT:
+                    X = direct1[cp]
+                else:
+                    h = (cp * 0x9E3779B1) & wrap
+                    while keys1[h] != _EMPTY and keys1[h] != cp:
+                        h = (h + 1) & wrap
+                    X = wide1[h] if keys1[h] == cp else _ZERO
+                D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
+                HP = VN1 | ~(D0 | VP1)
+                HN = D0 & VP1
+                d1 += np.int64((HP >> s1) & _ONE) - np.int64((HN >> s1) & _ONE)
+                HP = (HP << _ONE) | _ONE
+                HN = HN << _ONE
+                VP1 = HN | ~(D0 | HP)
+                VN1 = HP & D0
+            if j < n2:
+                cp = np.int64(t2[ts2 + j])
+                if cp < _DIRECT:
+                    X = direct2[cp]
+                else:
+                    h = (cp * 0x9E3779B1) & wrap
+                    while keys2[h] != _EMPTY and keys2[h] != cp:
+                        h = (h + 1) & wrap
+                    X = wide2[h] if keys2[h] == cp else _ZERO
+                D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
+                HP = VN2 | ~(D0 | VP2)
+                HN = D0 & VP2
+                d2 += np.int64((HP >> s2) & _ONE) - np.int64((HN >> s2) & _ONE)
+                HP = (HP << _ONE) | _ONE
+                HN = HN << _ONE
+                VP2 = HN | ~(D0 | HP)
+                VN2 = HP & D0
+        out[i1] = d1
+        if i2 >= 0:
+            out[i2] = d2
+        # clear what was set
+        for k in range(m1):
+            cp = np.int64(p1[ps1 + k])
+            if cp < _DIRECT:
+                direct1[cp] = _ZERO
+        for k in range(m2):
+            cp = np.int64(p2[ps2 + k])
+            if cp < _DIRECT:
+                direct2[cp] = _ZERO
+        for k in range(u1):
+            keys1[used1[k]] = _EMPTY
+            wide1[used1[k]] = _ZERO
+        for k in range(u2):
+            keys2[used2[k]] = _EMPTY
+            wide2[used2[k]] = _ZERO
+
+
+@nb.njit(cache=True, nogil=True)
+def _small_bands(
+    a: np.ndarray, b: np.ndarray, idx: np.ndarray, count: int, from_a: np.ndarray,
+    p_start: np.ndarray, p_len: np.ndarray, t_start: np.ndarray, t_len: np.ndarray, out: np.ndarray,
+    max_len: int,
+) -> None:  # fmt: skip
+    """Similar lengths (within k = 31) up to 512 characters: Hyyrö's band, two pairs at a time.
+
+    Only the 2k + 1 cells around the diagonal of each column are computed, all in one word, with the longer
+    string as the pattern. Exact when the distance is <= k; a pair found further apart gets -1 here and goes
+    to the blocked algorithm. The band at step i covers pattern positions i + k - 63 .. i + k; pattern
+    position p is stored at bit p + 64 of a character's row, so the band is always two adjacent words,
+    joined without a branch. Two independent pairs interleaved in one loop keep the CPU busy while each
+    pair's recurrence waits on its own chain of dependent operations.
+    """
+    k = _SMALL_K
+    rows = (max_len + 64 + 63) // 64 + 1
+    size = _table_size(max_len)  # more slots than distinct characters in any pattern
+    wrap = size - 1
+    direct1 = np.zeros((rows, _DIRECT), np.uint64)  # row r: bits of pattern positions 64 (r - 1) .. 64 r - 1
+    direct2 = np.zeros((rows, _DIRECT), np.uint64)
+    keys1 = np.full(size, _EMPTY, np.int64)
+    keys2 = np.full(size, _EMPTY, np.int64)
+    wide1 = np.zeros((size, rows), np.uint64)
+    wide2 = np.zeros((size, rows), np.uint64)
+    used1 = np.empty(max_len, np.int64)
+    used2 = np.empty(max_len, np.int64)
+    for q in range(0, count, 2):
+        i1 = idx[q]
+        P1 = b if from_a[i1] else a  # the longer string is the pattern here
+        T1 = a if from_a[i1] else b
+        ps1 = t_start[i1]
+        plen1 = t_len[i1]
+        ts1 = p_start[i1]
+        tlen1 = p_len[i1]
+        i2 = idx[q + 1] if q + 1 < count else -1
+        P2 = P1
+        T2 = T1
+        ps2 = 0
+        plen2 = 0
+        ts2 = 0
+        tlen2 = 0
+        if i2 >= 0:
+            P2 = b if from_a[i2] else a
+            T2 = a if from_a[i2] else b
+            ps2 = t_start[i2]
+            plen2 = t_len[i2]
+            ts2 = p_start[i2]
+            tlen2 = p_len[i2]
+        u1 = 0
+        for i in range(plen1):
+            cp = np.int64(P1[ps1 + i])
+            bit = _ONE << np.uint64(i & 63)
+            if cp < _DIRECT:
+                direct1[(i + 64) >> 6, cp] |= bit
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys1[h] != _EMPTY and keys1[h] != cp:
+                    h = (h + 1) & wrap
+                if keys1[h] == _EMPTY:
+                    keys1[h] = cp
+                    used1[u1] = h
+                    u1 += 1
+                wide1[h, (i + 64) >> 6] |= bit
+        u2 = 0
+        for i in range(plen2):
+            cp = np.int64(P2[ps2 + i])
+            bit = _ONE << np.uint64(i & 63)
+            if cp < _DIRECT:
+                direct2[(i + 64) >> 6, cp] |= bit
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys2[h] != _EMPTY and keys2[h] != cp:
+                    h = (h + 1) & wrap
+                if keys2[h] == _EMPTY:
+                    keys2[h] = cp
+                    used2[u2] = h
+                    u2 += 1
+                wide2[h, (i + 64) >> 6] |= bit
+        VP1 = _ALL << np.uint64(64 - k - 1)
+        VN1 = _ZERO
+        VP2 = VP1
+        VN2 = _ZERO
+        dist1 = np.int64(k)
+        dist2 = np.int64(k)
+        hor1 = _ONE << np.uint64(62)
+        hor2 = hor1
+        stop1 = k + tlen1 - (plen1 - k)  # the score can fall along the horizontal, not the diagonal
+        stop2 = k + tlen2 - (plen2 - k)
+        failed1 = False
+        failed2 = False
+        end1 = tlen1  # a pair that can no longer finish within k ends early
+        end2 = tlen2
+        # (lookups written out: a helper taking the arrays as arguments costs reference counting per call)
+        i = 0
+        # fast path: both pairs running, both still on the diagonal, no bounds to check
+        fast = min(tlen1, tlen2, plen1 - k, plen2 - k) if i2 >= 0 else 0
+        while i < fast:
+            start = i + k + 1
+            w = start >> 6
+            sh = np.uint64(start & 63)
+            back = np.uint64(63) - sh
+            cp = np.int64(T1[ts1 + i])
+            X = _ZERO
+            if cp < _DIRECT:
+                X = (direct1[w, cp] >> sh) | ((direct1[w + 1, cp] << _ONE) << back)
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys1[h] != _EMPTY and keys1[h] != cp:
+                    h = (h + 1) & wrap
+                if keys1[h] == cp:
+                    X = (wide1[h, w] >> sh) | ((wide1[h, w + 1] << _ONE) << back)
+            D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
+            HP = VN1 | ~(D0 | VP1)
+            HN = D0 & VP1
+            dist1 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
+            VP1 = HN | ~((D0 >> _ONE) | HP)
+            VN1 = (D0 >> _ONE) & HP
+            cp = np.int64(T2[ts2 + i])
+            X = _ZERO
+            if cp < _DIRECT:
+                X = (direct2[w, cp] >> sh) | ((direct2[w + 1, cp] << _ONE) << back)
+            else:
+                h = (cp * 0x9E3779B1) & wrap
+                while keys2[h] != _EMPTY and keys2[h] != cp:
+                    h = (h + 1) & wrap
+                if keys2[h] == cp:
+                    X = (wide2[h, w] >> sh) | ((wide2[h, w + 1] << _ONE) << back)
+            D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
+            HP = VN2 | ~(D0 | VP2)
+            HN = D0 & VP2
+            dist2 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
+            VP2 = HN | ~((D0 >> _ONE) | HP)
+            VN2 = (D0 >> _ONE) & HP
+            i += 1
+            if dist1 > stop1 or dist2 > stop2:
+                break
+        if dist1 > stop1:
+            failed1 = True
+            end1 = 0
+        if dist2 > stop2:
+            failed2 = True
+            end2 = 0
+        end = max(end1, end2, i)
+        # the rest: one pair alone, the horizontal part at the end, early exits
+        while i < end:
+            start = i + k + 1  # first band position + 64
+            w = start >> 6
+            sh = np.uint64(start & 63)
+            back = np.uint64(63) - sh
+            if i < end1:
+                cp = np.int64(T1[ts1 + i])
+                X = _ZERO
+                if cp < _DIRECT:
+                    X = (direct1[w, cp] >> sh) | ((direct1[w + 1, cp] << _ONE) << back)
+                else:
+                    h = (cp * 0x9E3779B1) & wrap
+                    while keys1[h] != _EMPTY and keys1[h] != cp:
+                        h = (h + 1) & wrap
+                    if keys1[h] == cp:
+                        X = (wide1[h, w] >> sh) | ((wide1[h, w + 1] << _ONE) << back)
+                D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
+                HP = VN1 | ~(D0 | VP1)
+                HN = D0 & VP1
+                if i < plen1 - k:
+                    dist1 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
+                else:
+                    dist1 += np.int64((HP & hor1) != _ZERO) - np.int64((HN & hor1) != _ZERO)
+                    hor1 >>= _ONE
+                if dist1 > stop1:
+                    failed1 = True
+                    end1 = 0
+                    end = max(i + 1, end2)
+                VP1 = HN | ~((D0 >> _ONE) | HP)
+                VN1 = (D0 >> _ONE) & HP
+            if i < end2:
+                cp = np.int64(T2[ts2 + i])
+                X = _ZERO
+                if cp < _DIRECT:
+                    X = (direct2[w, cp] >> sh) | ((direct2[w + 1, cp] << _ONE) << back)
+                else:
+                    h = (cp * 0x9E3779B1) & wrap
+                    while keys2[h] != _EMPTY and keys2[h] != cp:
+                        h = (h + 1) & wrap
+                    if keys2[h] == cp:
+                        X = (wide2[h, w] >> sh) | ((wide2[h, w + 1] << _ONE) << back)
+                D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
+                HP = VN2 | ~(D0 | VP2)
+                HN = D0 & VP2
+                if i < plen2 - k:
+                    dist2 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
+                else:
+                    dist2 += np.int64((HP & hor2) != _ZERO) - np.int64((HN & hor2) != _ZERO)
+                    hor2 >>= _ONE
+                if dist2 > stop2:
+                    failed2 = True
+                    end2 = 0
+                    end = max(i + 1, end1)
+                VP2 = HN | ~((D0 >> _ONE) | HP)
+                VN2 = (D0 >> _ONE) & HP
+            i += 1
+        out[i1] = -1 if failed1 or dist1 > k else dist1
+        if i2 >= 0:
+            out[i2] = -1 if failed2 or dist2 > k else dist2
+        # clear what was set
+        direct1[1 : (plen1 + 127) >> 6, :] = _ZERO
+        direct2[1 : (plen2 + 127) >> 6, :] = _ZERO
+        for i in range(u1):
+            keys1[used1[i]] = _EMPTY
+            wide1[used1[i], :] = _ZERO
+        for i in range(u2):
+            keys2[used2[i]] = _EMPTY
+            wide2[used2[i], :] = _ZERO
+
+
+@nb.njit(cache=True, nogil=True)
+def _blocked(
+    p: np.ndarray, p0: int, m: int, t: np.ndarray, t0: int, n: int,
+    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, used: np.ndarray,
+    vp: np.ndarray, vn: np.ndarray, scores: np.ndarray, k: int,
 ) -> int:  # fmt: skip
-    # strip common prefix and suffix
-    while a0 < a1 and b0 < b1 and a[a0] == b[b0]:
-        a0 += 1
-        b0 += 1
-    while a0 < a1 and b0 < b1 and a[a1 - 1] == b[b1 - 1]:
-        a1 -= 1
-        b1 -= 1
-    m = a1 - a0
-    n = b1 - b0
-    if m > n:  # the pattern is the shorter string
-        a, b = b, a
-        a0, b0 = b0, a0
-        a1, b1 = b1, a1
-        m, n = n, m
-    if m == 0:
-        return n
-    small = m > 64 and n <= _SMALL_MAX_LEN and n - m <= _SMALL_K
-    if small:  # the longer string is the pattern, slid along the diagonal one word at a time
-        a, b = b, a
-        a0, b0 = b0, a0
-        m, n = n, m
-    words = (m + 63) // 64
-    # build the pattern's bitmasks
-    wide = 0
+    """Patterns longer than 64 characters: blocked Hyyrö with Ukkonen's band (see :func:`_banded_blocks`).
+
+    Guess a bound k and compute only the blocks that cells within k of the diagonal touch. A result r <= k
+    is exact. Otherwise r is still an upper bound of the distance, so a second pass with k = r is exact: at
+    most two passes, the second only for dissimilar strings.
+    """
+    u = 0
     for i in range(m):
-        cp = np.int64(a[a0 + i])
+        cp = np.int64(p[p0 + i])
         w = i // 64
         bit = _ONE << np.uint64(i % 64)
         if cp < _DIRECT:
             direct[w, cp] |= bit
         else:
-            wide += 1
             h = _slot(keys, cp)
-            keys[h] = cp
+            if keys[h] == _EMPTY:
+                keys[h] = cp
+                used[u] = h
+                u += 1
             hashed[h, w] |= bit
     last = _ONE << np.uint64((m - 1) % 64)
-    dist = m
-    if words == 1:
-        VP = _ALL
-        VN = _ZERO
-        for j in range(n):
-            cp = np.int64(b[b0 + j])
-            if cp < _DIRECT:
-                X = direct[0, cp]
-            else:
-                h = _slot(keys, cp)
-                X = hashed[h, 0] if keys[h] == cp else _ZERO
-            D0 = (((X & VP) + VP) ^ VP) | X | VN
-            HP = VN | ~(D0 | VP)
-            HN = D0 & VP
-            if HP & last:
-                dist += 1
-            if HN & last:
-                dist -= 1
-            HP = (HP << _ONE) | _ONE
-            HN = HN << _ONE
-            VP = HN | ~(D0 | HP)
-            VN = HP & D0
-    else:
-        # Ukkonen band: guess a bound k and compute only the blocks that cells within k of the diagonal touch.
-        # A result r <= k is exact. Otherwise r is still an upper bound of the distance, so a second pass with
-        # k = r is exact: at most two passes, the second only for dissimilar strings.
-        dist = _small_band(a, a0, m, b, b0, n, direct, keys, hashed, _SMALL_K) if small else _SMALL_K + 1
-        if dist > _SMALL_K:
-            k = abs(n - m) + 16
-            dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, k, last)
-            if dist > k:
-                dist = _banded_blocks(a, a0, m, b, b0, n, direct, keys, hashed, vp, vn, scores, dist, last)
+    dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, k, last)
+    if dist > k:
+        dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     # reset only what was set, so the scratch is reusable without a full clear
-    if m >= 2 * _DIRECT * words // 64:  # clearing the used rows is cheaper than m scattered writes
-        direct[:words, :] = _ZERO
-    else:
-        for i in range(m):
-            cp = np.int64(a[a0 + i])
-            if cp < _DIRECT:
-                direct[i // 64, cp] = _ZERO
-    if wide:
-        for i in range(m):
-            cp = np.int64(a[a0 + i])
-            if cp >= _DIRECT:
-                hashed[_slot(keys, cp), i // 64] = _ZERO
-        for i in range(m):
-            cp = np.int64(a[a0 + i])
-            if cp >= _DIRECT:
-                h = _slot(keys, cp)
-                if keys[h] == cp:
-                    keys[h] = _EMPTY
+    words = (m + 63) // 64
+    for i in range(m):
+        cp = np.int64(p[p0 + i])
+        if cp < _DIRECT:
+            direct[i // 64, cp] = _ZERO
+    for i in range(u):
+        keys[used[i]] = _EMPTY
+        hashed[used[i], :words] = _ZERO
     return dist
 
 
@@ -219,114 +535,100 @@ def _banded_blocks(
 
 
 @nb.njit(cache=True, nogil=True)
-def _small_band(
-    p: np.ndarray, p0: int, plen: int, t: np.ndarray, t0: int, tlen: int,
-    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, k: int,
-) -> int:  # fmt: skip
-    """Hyyrö's banded variant: the 2k+1 diagonal cells of each column in one word (pattern = longer string).
-
-    Exact when the distance is <= k (k <= 31, k >= plen - tlen); returns k + 1 otherwise.
-    """
-    words = (plen + 63) // 64
-    VP = _ALL << np.uint64(64 - k - 1)
-    VN = _ZERO
-    dist = k
-    diagonal = _ONE << np.uint64(63)
-    horizontal = _ONE << np.uint64(62)
-    start = k + 1 - 64
-    break_score = k + tlen - (plen - k)
-    for i in range(tlen):
-        cp = np.int64(t[t0 + i])
-        # the pattern bits of cp at positions start..start+63 (lookups written out: a helper taking the
-        # arrays as arguments costs reference counting on every call, 20x slower here)
-        h = np.int64(0)
-        found = cp < _DIRECT
-        if not found:
-            mask = keys.shape[0] - 1
-            h = (cp * 0x9E3779B1) & mask
-            while keys[h] != _EMPTY and keys[h] != cp:
-                h = (h + 1) & mask
-            found = keys[h] == cp
-        if not found:
-            X = _ZERO
-        elif start < 0:
-            X = (direct[0, cp] if cp < _DIRECT else hashed[h, 0]) << np.uint64(-start)
-        else:
-            w = start >> 6
-            pos = start & 63
-            X = (direct[w, cp] if cp < _DIRECT else hashed[h, w]) >> np.uint64(pos)
-            if w + 1 < words and pos != 0:
-                X |= (direct[w + 1, cp] if cp < _DIRECT else hashed[h, w + 1]) << np.uint64(64 - pos)
-        D0 = (((X & VP) + VP) ^ VP) | X | VN
-        HP = VN | ~(D0 | VP)
-        HN = D0 & VP
-        if i < plen - k:
-            if not (D0 & diagonal):
-                dist += 1
-        else:
-            if HP & horizontal:
-                dist += 1
-            if HN & horizontal:
-                dist -= 1
-            horizontal >>= _ONE
-        if dist > break_score:
-            return k + 1
-        VP = HN | ~((D0 >> _ONE) | HP)
-        VN = (D0 >> _ONE) & HP
-        start += 1
-    return dist if dist <= k else k + 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _table_size(max_len: int) -> int:
-    size = 16
-    while size < 2 * max_len + 2:
-        size *= 2
-    return size
-
-
-@nb.njit(cache=True, nogil=True)
 def _chunk_distances(
     a: np.ndarray, a_start: np.ndarray, a_end: np.ndarray,
     b: np.ndarray, b_start: np.ndarray, b_end: np.ndarray,
     out: np.ndarray, lo: int, hi: int,
 ) -> None:  # fmt: skip
-    # size the scratch for this chunk: longest pattern (shorter side); for long patterns also the most code
-    # points >= _DIRECT in one (short ones just get a table as large as the pattern)
-    max_m = 1
-    for i in range(lo, hi):
-        la = a_end[i] - a_start[i]
-        lb = b_end[i] - b_start[i]
-        m = min(la, lb)
-        if m > 64 and max(la, lb) <= _SMALL_MAX_LEN and abs(la - lb) <= _SMALL_K:
-            m = max(la, lb)  # the small band uses the longer string as the pattern
-        if m > max_m:
-            max_m = m
-    max_wide = max_m
-    if max_m > 512:
-        max_wide = 1
-        for i in range(lo, hi):
-            la = a_end[i] - a_start[i]
-            lb = b_end[i] - b_start[i]
-            wide_a = 0
-            for k in range(a_start[i], a_end[i]):
-                if a[k] >= _DIRECT:
-                    wide_a += 1
-            wide_b = 0
-            for k in range(b_start[i], b_end[i]):
-                if b[k] >= _DIRECT:
-                    wide_b += 1
-            max_wide = max(max_wide, wide_a, wide_b)
-    words = (max_m + 63) // 64
-    direct = np.zeros((words, _DIRECT), np.uint64)  # one contiguous 2 KiB row per block
-    size = _table_size(max_wide)
-    keys = np.full(size, _EMPTY, np.int64)
-    hashed = np.zeros((size, words), np.uint64)
-    vp = np.empty(words, np.uint64)
-    vn = np.empty(words, np.uint64)
-    scores = np.empty(words, np.int64)
-    for i in range(lo, hi):
-        out[i] = _lev_core(a, a_start[i], a_end[i], b, b_start[i], b_end[i], direct, keys, hashed, vp, vn, scores)
+    """Distances of pairs ``lo..hi``: strip common affixes, sort pairs by algorithm, run each group."""
+    count = hi - lo
+    from_a = np.empty(count, np.bool_)  # is the pattern (the shorter string) from ``a``?
+    p_start = np.empty(count, np.int64)
+    p_len = np.empty(count, np.int64)
+    t_start = np.empty(count, np.int64)
+    t_len = np.empty(count, np.int64)
+    words = np.empty(count, np.int64)
+    bands = np.empty(count, np.int64)
+    blocks = np.empty(count, np.int64)
+    res = np.empty(count, np.int64)
+    n_words = 0
+    n_bands = 0
+    n_blocks = 0
+    max_band = 1
+    for j in range(count):
+        a0 = a_start[lo + j]
+        a1 = a_end[lo + j]
+        b0 = b_start[lo + j]
+        b1 = b_end[lo + j]
+        while a0 < a1 and b0 < b1 and a[a0] == b[b0]:
+            a0 += 1
+            b0 += 1
+        while a0 < a1 and b0 < b1 and a[a1 - 1] == b[b1 - 1]:
+            a1 -= 1
+            b1 -= 1
+        m = a1 - a0
+        n = b1 - b0
+        from_a[j] = m <= n
+        if m <= n:
+            p_start[j], p_len[j], t_start[j], t_len[j] = a0, m, b0, n
+        else:
+            p_start[j], p_len[j], t_start[j], t_len[j] = b0, n, a0, m
+            m, n = n, m
+        if m == 0:
+            res[j] = n
+        elif m <= 64:
+            words[n_words] = j
+            n_words += 1
+        elif n <= _SMALL_MAX_LEN and n - m <= _SMALL_K:
+            bands[n_bands] = j
+            n_bands += 1
+            max_band = max(max_band, n)
+        else:
+            blocks[n_blocks] = j
+            n_blocks += 1
+    if n_words:
+        _single_words(a, b, words, n_words, from_a, p_start, p_len, t_start, t_len, res)
+    if n_bands:
+        _small_bands(a, b, bands, n_bands, from_a, p_start, p_len, t_start, t_len, res, max_band)
+        for q in range(n_bands):
+            if res[bands[q]] < 0:  # more than k apart
+                blocks[n_blocks] = bands[q]
+                n_blocks += 1
+    if n_blocks:
+        # scratch for the longest pattern; the hash table for the most code points >= _DIRECT in one
+        # (counted only for long patterns: short ones get a table as large as the pattern)
+        max_m = 1
+        for q in range(n_blocks):
+            max_m = max(max_m, p_len[blocks[q]])
+        max_wide = max_m
+        if max_m > 512:
+            max_wide = 1
+            for q in range(n_blocks):
+                j = blocks[q]
+                p = a if from_a[j] else b
+                wide = 0
+                for i in range(p_start[j], p_start[j] + p_len[j]):
+                    if p[i] >= _DIRECT:
+                        wide += 1
+                max_wide = max(max_wide, wide)
+        n_w = (max_m + 63) // 64
+        direct = np.zeros((n_w, _DIRECT), np.uint64)  # one contiguous 2 KiB row per block
+        size = _table_size(max_wide)
+        keys = np.full(size, _EMPTY, np.int64)
+        hashed = np.zeros((size, n_w), np.uint64)
+        used = np.empty(max_wide, np.int64)
+        vp = np.empty(n_w, np.uint64)
+        vn = np.empty(n_w, np.uint64)
+        scores = np.empty(n_w, np.int64)
+        for q in range(n_blocks):
+            j = blocks[q]
+            p = a if from_a[j] else b
+            t = b if from_a[j] else a
+            k = t_len[j] - p_len[j] + 16
+            res[j] = _blocked(
+                p, p_start[j], p_len[j], t, t_start[j], t_len[j], direct, keys, hashed, used, vp, vn, scores, k
+            )
+    out[lo:hi] = res
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -346,20 +648,46 @@ def _distances(
     return out
 
 
-def pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+_REUSE_BYTES = 32 << 20  # per thread and side; larger batches get a fresh buffer that is not kept
+_scratch = threading.local()
+
+
+def _ucs4_scratch(side: int, count: int, width: int) -> np.ndarray:
+    """A ``count`` x ``width`` UCS-4 array backed by this thread's buffer for ``side`` (grown as needed).
+
+    Packing writes 4 bytes per character; a fresh array per call costs page faults on every batch, a kept
+    one is written in place. Per thread, so concurrent callers never share it.
+    """
+    need = count * width * 4
+    if need > _REUSE_BYTES:
+        return np.empty(count, dtype=f"<U{width}")
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = [np.empty(0, np.uint32), np.empty(0, np.uint32)]
+    if buffers[side].nbytes < need:
+        buffers[side] = np.empty(max(need, 2 * buffers[side].nbytes) // 4, np.uint32)
+    return buffers[side][: need // 4].view(f"<U{width}")
+
+
+def pack(strings: Sequence[str], side: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All strings as one UTF-32 code-point buffer plus start/end offsets, packed in one pass.
 
     Where lengths are similar, NumPy copies the strings into a fixed-width UCS-4 array (one C loop, padding
-    ignored through the offsets); a batch with very uneven lengths is joined and encoded once instead, so one
-    long string never multiplies the memory of the short ones.
+    ignored through the offsets). With ``side`` 0 or 1 that array reuses this thread's buffer for the side,
+    so the result is valid only until the next call with the same side. A batch with very uneven lengths is
+    joined and encoded once instead, so one long string never multiplies the memory of the short ones.
     """
-    lengths = np.array(list(map(len, strings)), dtype=np.int64)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
     total = int(lengths.sum())
     longest = int(lengths.max()) if len(strings) else 0
     if longest and longest * len(strings) <= 2 * total + 65_536:
-        buf = np.array(strings, dtype=f"<U{longest}").view(np.uint32).reshape(-1)
+        if side is None:
+            fixed = np.array(strings, dtype=f"<U{longest}")
+        else:
+            fixed = _ucs4_scratch(side, len(strings), longest)
+            fixed[:] = strings
         starts = np.arange(len(strings), dtype=np.int64) * longest
-        return buf, starts, starts + lengths
+        return fixed.view(np.uint32).reshape(-1), starts, starts + lengths
     ends = np.cumsum(lengths)
     buf = np.frombuffer("".join(strings).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return buf, ends - lengths, ends
@@ -375,8 +703,8 @@ def distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         raise ValueError(f"a and b must have the same length ({len(a)} != {len(b)})")
     if not a:
         return np.empty(0, np.int64)
-    abuf, astart, aend = pack(a)
-    bbuf, bstart, bend = pack(b)
+    abuf, astart, aend = pack(a, 0)
+    bbuf, bstart, bend = pack(b, 1)
     return _distances(abuf, astart, aend, bbuf, bstart, bend, _chunks(len(a)))
 
 
@@ -384,9 +712,9 @@ def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
     """Distance from ``x`` to each candidate (novelty: compare a new output with recent ones)."""
     if not candidates:
         return np.empty(0, np.int64)
-    xbuf, _, _ = pack([x])
+    xbuf, _, _ = pack([x], 0)
     n = len(candidates)
-    bbuf, bstart, bend = pack(candidates)
+    bbuf, bstart, bend = pack(candidates, 1)
     starts = np.zeros(n, np.int64)
     ends = np.full(n, len(x), np.int64)
     return _distances(xbuf, starts, ends, bbuf, bstart, bend, _chunks(n))

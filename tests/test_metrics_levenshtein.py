@@ -44,6 +44,22 @@ def test_pairs_match_rapidfuzz(pairs: list[tuple[str, str]]) -> None:
     assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in pairs]
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(ALPHABET, min_size=60, max_size=520).map("".join), st.integers(0, 45), st.integers(0)),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_similar_pairs_match_rapidfuzz(specs: list[tuple[str, int, int]]) -> None:
+    """Edited copies: the one-word and small-band paths, two pairs at a time with uneven lengths, and
+    distances on both sides of the band's limit (31), where a pair falls back to the blocked algorithm."""
+    a = [base for base, _, _ in specs]
+    b = [edit_script(base, random.Random(seed), n_ops) for base, n_ops, seed in specs]
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(TEXT, st.lists(TEXT, min_size=1, max_size=40))
 def test_one_to_many_matches_rapidfuzz(x: str, candidates: list[str]) -> None:
@@ -96,3 +112,15 @@ def test_word_one_to_many_and_lone_surrogates() -> None:
         assert [buf[s:e].tolist() for s, e in zip(starts, ends, strict=True)][:2] == [[0xD800, ord("x")], []]
     assert distance_pairs(["\ud800x"], ["x"]).tolist() == [1]
     assert isinstance(distance_pairs(["a"], ["b"]), np.ndarray)
+
+
+@pytest.mark.timeout(120, method="thread")  # the old bug hung inside compiled code, out of a signal's reach
+def test_hash_table_slots_are_reused_across_many_pairs() -> None:
+    """Regression: clearing wide-character slots by re-probing leaked slots, and after a few hundred pairs of
+    CJK text in one chunk the table filled up and the kernel looped forever. Every path (one word, small band,
+    blocks) sees many distinct code points >= 256 here."""
+    rng = random.Random(7)
+    wide = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 5000))
+    a = ["".join(rng.choice(wide) for _ in range(rng.choice((40, 100, 300, 700)))) for _ in range(400)]
+    b = [edit_script(s, rng, rng.randint(1, 60), alphabet=wide) for s in a]
+    assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
