@@ -1,9 +1,9 @@
 """Rates as small, immutable, mergeable states, with a Wilson 95% score interval.
 
-Regenerate rate (regenerates / generations), feedback rate (generations with feedback / generations) and
-thumbs-up rate (ups / rated) are all a :class:`Rate`: ``successes`` out of ``trials``. :class:`KeyedRates`
-holds one per session or per window (:func:`window_key`). A "refresh" rate fits the same state once a refresh
-event is defined (the event contract has none yet).
+Regenerate rate (regenerates / generations), refresh rate (refreshed generations / generations, see
+:mod:`metrics.refresh`), feedback rate (generations with feedback / generations) and thumbs-up rate (ups /
+rated) are all a :class:`Rate`: ``successes`` out of ``trials``. :class:`KeyedRates` holds one per session or
+per window (:func:`window_key`).
 
 Example::
 

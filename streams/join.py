@@ -34,7 +34,9 @@ from typing import Any
 from streams.scoring import GenerationRef
 
 
-class GenerationJoin:
+class ExpiringTable:
+    """Dict values in a Faust table, each deleted ``ttl_s`` seconds (processing time) after its last write."""
+
     def __init__(self, table: MutableMapping[str, Any], ttl_s: float) -> None:
         self.table = table
         self.ttl_s = ttl_s
@@ -56,26 +58,37 @@ class GenerationJoin:
             self._heaps[partition] = heap
         return heap
 
-    def remember(self, ref: GenerationRef, partition: int, now: float) -> None:
+    def put(self, key: str, value: dict[str, Any], partition: int, now: float) -> None:
         expires = now + self.ttl_s
-        self.table[ref.generation_id] = {**ref.to_dict(), "p": partition, "exp": expires}
-        heapq.heappush(self._heap(partition), (expires, ref.generation_id))
+        self.table[key] = {**value, "p": partition, "exp": expires}
+        heapq.heappush(self._heap(partition), (expires, key))
 
-    def lookup(self, generation_id: str) -> GenerationRef | None:
-        value = self.table.get(generation_id)
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.table.get(key)
         if not value:
             return None
-        return GenerationRef.from_dict({k: v for k, v in value.items() if k not in ("p", "exp")})
+        return {k: v for k, v in value.items() if k not in ("p", "exp")}
 
     def expire(self, partition: int, now: float, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` generations of ``partition`` whose time is up; returns how many."""
+        """Delete up to ``limit`` keys of ``partition`` whose time is up; returns how many."""
         heap = self._heap(partition)
         removed = 0
         while heap and heap[0][0] <= now and removed < limit:
             _, key = heapq.heappop(heap)
             value = self.table.get(key)
-            # a generation_id written again later has a newer expiry (and its own heap entry)
+            # a key written again later has a newer expiry (and its own heap entry)
             if value and value.get("exp", 0.0) <= now:
                 del self.table[key]
                 removed += 1
         return removed
+
+
+class GenerationJoin(ExpiringTable):
+    """The generations, by ``generation_id``."""
+
+    def remember(self, ref: GenerationRef, partition: int, now: float) -> None:
+        self.put(ref.generation_id, ref.to_dict(), partition, now)
+
+    def lookup(self, generation_id: str) -> GenerationRef | None:
+        value = self.get(generation_id)
+        return None if value is None else GenerationRef.from_dict(value)

@@ -45,7 +45,7 @@ class Publisher:
         self.topic = topic
         self.delivered = 0
         self.failures: list[tuple[bytes | None, str]] = []
-        self._producer = Producer({
+        self._producer: Producer | None = Producer({
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
             "acks": "all",
@@ -61,14 +61,21 @@ class Publisher:
         else:
             self.failures.append((msg.key(), err.str()))
 
+    @property
+    def _live(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("this Publisher is closed")
+        return self._producer
+
     def _produce(self, key: bytes | None, value: bytes | None) -> None:
+        producer = self._live
         while True:
             try:
-                self._producer.produce(self.topic, key=key, value=value, on_delivery=self._on_delivery)
+                producer.produce(self.topic, key=key, value=value, on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+                producer.poll(0.1)
+        producer.poll(0)
 
     def publish(self, event: Event | Mapping[str, Any]) -> Event:
         """Validate and send one event (asynchronously); returns the validated event.
@@ -92,7 +99,7 @@ class Publisher:
 
     def flush(self, timeout_s: float = 60.0) -> int:
         """Wait for every delivery report; returns the total delivered. Raises :class:`PublishError` on loss."""
-        remaining = self._producer.flush(timeout_s)
+        remaining = self._live.flush(timeout_s)
         if remaining:
             raise PublishError(f"{remaining} events still undelivered after {timeout_s}s", list(self.failures))
         if self.failures:
@@ -101,7 +108,15 @@ class Publisher:
         return self.delivered
 
     def close(self, timeout_s: float = 60.0) -> None:
-        self.flush(timeout_s)
+        """Flush, then shut the client down (its threads would otherwise keep reconnecting to a broker that
+        went away until garbage collection). Closing twice is a no-op; publishing after it is an error."""
+        if self._producer is None:
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            producer, self._producer = self._producer, None
+            producer.close()
 
     def __enter__(self) -> Publisher:
         return self

@@ -2,7 +2,8 @@
 
 Sessions of a support bot and a docs assistant: generations from three models and two prompt versions, then
 thumbs up/down (one model is rated worse), user edits (a few words inserted, deleted or rewritten),
-regenerates and trace spans; optionally malformed messages of every kind the worker must dead-letter.
+regenerates, refreshes (the same question asked again) and trace spans; optionally malformed messages of every
+kind the worker must dead-letter.
 
 Example::
 
@@ -143,6 +144,7 @@ def generate(
             "model": rng.choice(list(MODELS)),
             "prompt_version": rng.choice(PROMPT_VERSIONS),
             "t": start + timedelta(seconds=rng.uniform(0, span.total_seconds() * 0.8)),
+            "asked": set(),
         })  # fmt: skip
     out: list[dict[str, Any]] = []
 
@@ -168,14 +170,19 @@ def generate(
         latency = rng.lognormvariate(6.3, 0.5) * (1.6 if sess["model"] == "llama-3.1-8b" else 1.0)
         tokens_in, tokens_out = rng.randint(20, 900), max(5, len(output) // 4)
         failed = rng.random() < 0.02
-        t0 = emit(sess, {
+        # a new question for this session while there are any left (asking again on purpose is a refresh)
+        fresh = [q for q in _QUESTIONS if q not in sess["asked"]] or _QUESTIONS
+        question = rng.choice(fresh)
+        sess["asked"].add(question)
+        generation = {
             "type": "generation", "generation_id": gid, "route": rng.choice(APPS[sess["app"]]),
             "model": sess["model"], "prompt_version": sess["prompt_version"],
-            "input": rng.choice(_QUESTIONS), "output": "" if failed else output,
+            "input": question, "output": "" if failed else output,
             "latency_ms": round(latency, 1), "tokens_in": tokens_in, "tokens_out": tokens_out,
             "cost_usd": round((tokens_in * 0.15 + tokens_out * 0.6) / 1e6, 8),
             **({"error": "upstream timeout"} if failed else {}), "trace_id": trace,
-        }, rng.uniform(5, 120))  # fmt: skip
+        }  # fmt: skip
+        t0 = emit(sess, generation, rng.uniform(5, 120))
         if rng.random() < 0.3:
             start_ts = t0 - timedelta(milliseconds=latency)
             for name, frac in (("retrieve", 0.3), ("llm", 0.7)):
@@ -210,6 +217,11 @@ def generate(
             emit(sess, body, rng.uniform(1, 30))
         if rng.random() < (0.25 if sess["model"] == "llama-3.1-8b" else 0.08):
             emit(sess, {"type": "regenerate", "generation_id": gid, "ui": "button"}, rng.uniform(1, 10))
+        elif rng.random() < 0.05:  # a refresh: the user reloads and asks the same thing again
+            emit(sess, {
+                **generation, "generation_id": f"gen-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}",
+                "input": f"  {generation['input'].lower()}", "trace_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            }, rng.uniform(2, 30))  # fmt: skip
     out = out[:n_events]
     out.sort(key=lambda e: e["ts"])  # stable: a session's own order is kept
     traffic = SampleTraffic(events=out)

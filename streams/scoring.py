@@ -92,6 +92,8 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     - edit: see :func:`edit_scores`, against the generation's output (nothing without it).
     - feedback: ``thumbs_up`` (1/0) and/or ``feedback_score``; route/model are null when the generation is unknown.
     - regenerate: ``regenerated`` = 1 on the original generation.
+    - (a generation that repeats an earlier input also gives ``refreshed`` = 1 on the earlier one; the worker
+      keeps that state, see :func:`refresh_scores`.)
     - span: none yet.
     """
     if isinstance(event, GenerationEvent):
@@ -145,6 +147,18 @@ def pii_values(event: GenerationEvent) -> dict[str, float | None]:
         values[f"pii_{side}"] = float(sum(counts.values()))
         values.update({f"pii_{side}_{kind}": float(n) for kind, n in counts.items()})
     return values
+
+
+def refresh_scores(event: GenerationEvent, earlier: dict[str, Any]) -> list[Score]:
+    """``refreshed`` = 1 on the earlier generation that ``event`` asked again (see :mod:`metrics.refresh`).
+
+    ``earlier`` is what the worker kept of it: ``g`` (generation id), ``m`` (model), ``v`` (prompt version).
+    The row's event is ``event`` (the refresh), its generation the earlier one, like a regenerate's.
+    """
+    return [
+        Score(event.event_id, earlier["g"], event.ts_utc, event.app, event.route, earlier["m"], earlier["v"],
+              "refreshed", 1.0)
+    ]  # fmt: skip
 
 
 def novelty_scores(event: GenerationEvent, value: float | None) -> list[Score]:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         default="full", description="Texts in Parquet: as sent, with PII redacted, or not at all."
     )
     novelty_k: int = Field(default=32, ge=1, le=1024, description="Recent outputs novelty compares with.")
+    refresh_window_s: float = Field(
+        default=600, gt=0, description="Same input again in a session within this many seconds = a refresh."
+    )
     eval_config: Path | None = Field(
         default=None, description="Per-app evaluation config (TOML): examples, banned topics, weights."
     )

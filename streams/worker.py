@@ -42,18 +42,20 @@ from metrics.embedding_cache import CachedEncoder
 from metrics.encoder import load_encoder
 from metrics.levenshtein import warm_up
 from metrics.novelty import RecentOutputs, novelty
+from metrics.refresh import ask_key, within_window
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
 from streams.batching import take_events_overlapped
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
 from streams.evalconfig import ReferenceBook
-from streams.join import GenerationJoin
+from streams.join import ExpiringTable, GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
-from streams.scoring import GenerationRef, edit_scores, novelty_scores, scores_for
+from streams.scoring import GenerationRef, Score, edit_scores, novelty_scores, refresh_scores, scores_for
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
+_ASKS_KEPT = 8  # asks kept per (session, app, route, input); a replay finds the earlier one among them
 log = logging.getLogger("evalstream.worker")
 
 REASON_HEADER = "evalstream-reason"
@@ -68,6 +70,7 @@ class WorkerCounters:
     dead_lettered: int = 0
     scores: int = 0
     orphans: int = 0  # edit/feedback/regenerate whose generation is unknown or expired
+    refreshes: int = 0  # generations that asked an earlier input of their session again
     expired: int = 0  # generations dropped from the join table
     batches: int = 0
     write_retries: int = 0
@@ -137,10 +140,13 @@ class BatchProcessor:
         recent: MutableMapping[str, Any] | None = None,
         settings: Settings | None = None,
         embedder: EmbeddingScorer | None = None,
+        asks: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.embedder = embedder
         self.recent = recent if recent is not None else {}
+        # the latest generation per (session, app, route, normalized input), for refreshes
+        self.asks = ExpiringTable(asks if asks is not None else {}, self.settings.refresh_window_s)
         self.join = join
         self.dlq_topic = dlq_topic
         self.sinks = sinks
@@ -148,8 +154,9 @@ class BatchProcessor:
         self._next_offset: dict[tuple[str, int], int] = {}
 
     def reset(self) -> None:
-        """Forget the offsets seen (call on partition assignment)."""
+        """Forget the offsets seen and the refresh state's expiry heaps (call on partition assignment)."""
         self._next_offset.clear()
+        self.asks.reset()
 
     def _check_contiguous(self, part: PartitionBatch) -> None:
         expected = self._next_offset.get((part.topic, part.partition))
@@ -173,6 +180,26 @@ class BatchProcessor:
         if ref is None:
             self.counters.orphans += 1
         return ref
+
+    def _refresh(self, event: GenerationEvent, partition: int, offset: int, now: float) -> list[Score]:
+        """``refreshed`` on the earlier generation when ``event`` asks the same thing again (metrics.refresh).
+
+        The state per ask key holds the last few asks with their source offsets, and the earlier ask is the
+        newest one *before this offset*: a batch replayed after a crash (its state already written) finds
+        the same earlier generations again, not itself or the asks that came after it.
+        """
+        key = ask_key(event.session_id, event.app, event.route, event.input)
+        stored = self.asks.get(key)
+        asks: list[list[Any]] = [a for a in (stored or {}).get("asks", ()) if a[0] != offset]
+        before = [a for a in asks if a[0] < offset]
+        earlier = before[-1] if before else None
+        asks.append([offset, event.generation_id, event.ts.timestamp(), event.model, event.prompt_version])
+        asks.sort(key=lambda a: a[0])
+        self.asks.put(key, {"asks": asks[-_ASKS_KEPT:]}, partition, now)
+        if earlier is None or not within_window(earlier[2], event.ts.timestamp(), self.settings.refresh_window_s):
+            return []
+        self.counters.refreshes += 1
+        return refresh_scores(event, {"g": earlier[1], "m": earlier[3], "v": earlier[4]})
 
     def _novelty(
         self, event: GenerationEvent, part: PartitionBatch, recent: dict[str, tuple[RecentOutputs, PartitionBatch]]
@@ -231,6 +258,8 @@ class BatchProcessor:
                     scores = []
                 else:
                     scores = scores_for(event, ref)
+                if isinstance(event, GenerationEvent):
+                    scores += self._refresh(event, msg.partition, msg.offset, now)
                 if index is not None:
                     gen = to_embed[index]  # this event
                     value = self._novelty(gen, part, recent)
@@ -272,6 +301,7 @@ class BatchProcessor:
         for part in parts.values():
             _as_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
+            self.asks.expire(part.partition, now)
         if deliveries:
             await asyncio.gather(*deliveries)  # the DLQ holds them before their offsets can commit
         for part in parts.values():
@@ -407,7 +437,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     sinks = ParquetSinks(settings)
     # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
     recent = app.Table("recent_outputs", default=None, partitions=partitions)
-    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder)
+    # latest generation per session/app/route/input, for refreshes (keys from the session's partition)
+    asks = app.Table("recent_asks", default=None, partitions=partitions)
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

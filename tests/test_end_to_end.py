@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -47,6 +48,24 @@ def _read_topic(bootstrap: str, topic: str, partitions: int) -> list:
                 messages.append(msg)
     finally:
         consumer.close()
+
+
+def expected_refreshes(events: list[dict], window_s: float = 600) -> set[tuple[str, str]]:
+    """(refreshed generation, refreshing event) pairs, computed independently of the worker's code: per
+    session, app and route, a generation whose input equals an earlier one's (whitespace and case aside)
+    within the window refreshes the latest such one. Events are in publication order, which is each
+    session's order on its partition."""
+    last: dict[tuple[str, str, str, str], dict] = {}
+    out = set()
+    for e in events:
+        if e["type"] != "generation":
+            continue
+        key = (e["session_id"], e["app"], e["route"], " ".join(e["input"].lower().split()))
+        ts = datetime.fromisoformat(e["ts"]).timestamp()
+        if key in last and abs(ts - last[key]["t"]) <= window_s:
+            out.add((last[key]["generation_id"], e["event_id"]))
+        last[key] = {**e, "t": ts}
+    return out
 
 
 def _publish(settings: Settings, traffic) -> None:  # type: ignore[no-untyped-def]
@@ -154,6 +173,8 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     assert sum(v for *_, v in thumbs) == sum(e["thumbs"] == "up" for e in feedback)
     regenerated = con.execute("SELECT count(*), min(value) FROM scores WHERE metric = 'regenerated'").fetchone()
     assert regenerated == (sum(e["type"] == "regenerate" for e in traffic.events), 1.0)
+    refreshed = con.execute("SELECT generation_id, event_id FROM scores WHERE metric = 'refreshed'").fetchall()
+    assert set(refreshed) == expected_refreshes(traffic.events) and len(refreshed) == len(set(refreshed)) > 10
 
     # The API's timeseries equals a direct DuckDB aggregate over the same files.
     monkeypatch.setenv("EVALSTREAM_DATA_DIR", str(settings.data_dir))
@@ -266,6 +287,9 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
     assert dup_scores == (0,)
     edits = sum(e["type"] == "edit" for e in traffic.events)
     assert con.execute("SELECT count(*) FROM scores WHERE metric = 'edit_distance'").fetchone() == (edits,)
+    # refreshes depend on worker state (the last asks per session): the replay finds the same ones
+    refreshed = con.execute("SELECT generation_id, event_id FROM scores WHERE metric = 'refreshed'").fetchall()
+    assert set(refreshed) == expected_refreshes(traffic.events) and len(refreshed) == len(set(refreshed))
     generations = sum(e["type"] == "generation" and not e.get("error") for e in traffic.events)
     embedded = con.execute("SELECT count(*), count(DISTINCT generation_id) FROM embeddings").fetchone()
     assert embedded == (generations, generations)

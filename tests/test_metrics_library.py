@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from metrics.novelty import RecentOutputs, novelty
 from metrics.pii import iban_ok, luhn_ok, pii_counts, redact
 from metrics.quantiles import QuantileSketch
 from metrics.rates import Rate, wilson_interval
+from metrics.refresh import ask_key, normalize_input, within_window
 
 OUTCOMES = st.lists(st.booleans(), max_size=60)
 
@@ -177,3 +179,29 @@ def test_keyed_rates_leave_the_original_alone_and_window_keys() -> None:
     assert window_key(datetime(2026, 11, 25, 10, 47), timedelta(days=1)) == "2026-11-25T00:00:00Z"  # naive = UTC
     with pytest.raises(ValueError):
         window_key(datetime(2026, 11, 25), timedelta(0))
+
+
+# --- refresh detection -------------------------------------------------------------------------------------------
+
+WORDS_OR_SPACE = st.lists(
+    st.sampled_from(["What", "is", "my", "balance", "?", "ÉTÉ", "ß", " ", "\t", "\n"]), max_size=12
+)
+
+
+@given(WORDS_OR_SPACE, st.sampled_from([str.upper, str.lower, str.title, lambda s: f"  {s}\n"]))
+def test_refresh_key_ignores_whitespace_and_case(words: list[str], variant: Callable[[str], str]) -> None:
+    text = " ".join(words)
+    assert ask_key("s", "app", "route", variant(text)) == ask_key("s", "app", "route", text)
+    assert normalize_input(variant(text)) == normalize_input(text)
+
+
+@given(st.tuples(*[st.text(max_size=6)] * 4), st.tuples(*[st.text(max_size=6)] * 4))
+def test_refresh_key_separates_sessions_apps_routes_and_inputs(x: tuple[str, ...], y: tuple[str, ...]) -> None:
+    same = x[:3] == y[:3] and normalize_input(x[3]) == normalize_input(y[3])
+    assert (ask_key(*x) == ask_key(*y)) == same  # length-prefixed: ("ab", "c") never collides with ("a", "bc")
+
+
+def test_refresh_window_is_symmetric_and_inclusive() -> None:
+    assert within_window(100.0, 700.0, 600) and within_window(700.0, 100.0, 600)
+    assert not within_window(100.0, 700.5, 600)
+    assert ask_key("s", "a", "r", "hi there") != ask_key("s", "a", "r", "hi  there!")

@@ -68,3 +68,11 @@ def test_undeliverable_events_are_reported_by_flush() -> None:
     with pytest.raises(PublishError) as info:
         pub.flush(timeout_s=10)
     assert len(info.value.failures) == 1
+
+
+def test_a_closed_publisher_refuses_to_publish_and_closes_once() -> None:
+    pub = Publisher("127.0.0.1:1", "llm.events")  # nothing is sent, so no broker is needed
+    pub.close()
+    pub.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pub.publish_raw(b"{}", b"k")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from metrics.embedding_cache import CachedEncoder
+from metrics.rates import KeyedRates
 from sinks.catalog import connect
 from streams.embedding_stage import EmbeddingScorer
 from streams.evalconfig import ReferenceBook
@@ -101,3 +102,58 @@ def test_an_encoder_of_another_width_is_refused_up_front() -> None:
     encoder = CachedEncoder(Small())
     with pytest.raises(ValueError, match="4-dimensional"):
         EmbeddingScorer(encoder, ReferenceBook(None, encoder))
+
+
+def _ask(i: int, session: str, text: str, minute: int, route: str = "r") -> bytes:
+    return json.dumps({
+        "type": "generation", "event_id": f"e{i}", "ts": f"2026-11-25T10:{minute:02d}:00Z", "session_id": session,
+        "app": "a", "generation_id": f"g{i}", "route": route, "model": "m", "prompt_version": f"v{i}",
+        "input": text, "output": f"answer {i}",
+    }).encode()  # fmt: skip
+
+
+def test_refreshes_mark_the_earlier_generation_once_and_survive_a_replay(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embed_backend="off", refresh_window_s=600)
+    counters = WorkerCounters()
+    asks: dict[str, Any] = {}  # stands in for the Faust table, kept across the replay
+    values = [
+        _ask(0, "s1", "What is my balance?", 0),
+        _ask(1, "s1", "what is  my balance? ", 2),  # refresh of g0 (whitespace and case ignored)
+        _ask(2, "s2", "What is my balance?", 3),  # another session: not a refresh
+        _ask(3, "s1", "What is my balance?", 4, route="other"),  # another route: not a refresh
+        _ask(4, "s1", "What is my balance?", 9),  # refresh of g1 (each refresh marks the one before it)
+        _ask(5, "s1", "What is my balance?", 30),  # 21 minutes later: outside the window
+        _ask(6, "s1", "And my limit?", 31),
+    ]
+    batch = [Event(Message("t", 0, offset, None, v)) for offset, v in enumerate(values)]
+
+    def run() -> list[tuple[str, str, str, str | None]]:
+        processor = BatchProcessor(
+            GenerationJoin({}, 3600), DeadLetters(), ParquetSinks(settings), counters, {}, settings, None, asks,  # type: ignore[arg-type]
+        )  # fmt: skip
+        asyncio.run(processor.process(batch))  # type: ignore[arg-type]
+        rows = connect(tmp_path).execute(
+            "SELECT generation_id, event_id, prompt_version, route FROM scores WHERE metric = 'refreshed' "
+            "AND value = 1 ORDER BY generation_id"
+        )
+        return rows.fetchall()
+
+    expected = [("g0", "e1", "v0", "r"), ("g1", "e4", "v1", "r")]  # the earlier generation's labels
+    assert run() == expected
+    assert counters.refreshes == 2
+    # refresh rate per session, from what the sinks wrote: refreshed generations / generations
+    rows = (
+        connect(tmp_path)
+        .execute(
+            "SELECT e.session_id, e.generation_id, count(s.generation_id) > 0 FROM events e LEFT JOIN scores s "
+            "ON s.generation_id = e.generation_id AND s.metric = 'refreshed' WHERE e.type = 'generation' GROUP BY ALL"
+        )
+        .fetchall()
+    )
+    per_session = KeyedRates()
+    for session, _, refreshed in rows:
+        per_session = per_session.update(session, refreshed)
+    s1, s2 = per_session.rates["s1"], per_session.rates["s2"]
+    assert (s1.successes, s1.trials, s2.successes, s2.trials) == (2, 6, 0, 1)
+    assert run() == expected  # the same batch again (a replay after a crash): same rows, no self-refresh
+    assert counters.refreshes == 4
