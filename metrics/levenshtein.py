@@ -228,8 +228,8 @@ def _small_bands(
     direct2 = np.zeros((rows, _DIRECT), np.uint64)
     keys1 = np.full(size, _EMPTY, np.int64)
     keys2 = np.full(size, _EMPTY, np.int64)
-    wide1 = np.zeros((size, rows), np.uint64)
-    wide2 = np.zeros((size, rows), np.uint64)
+    wide1 = np.empty((size, rows), np.uint64)  # a slot's row is zeroed when a key takes it
+    wide2 = np.empty((size, rows), np.uint64)
     used1 = np.empty(max_len, np.int64)
     used2 = np.empty(max_len, np.int64)
     for q in range(0, count, 2):
@@ -268,6 +268,7 @@ def _small_bands(
                     keys1[h] = cp
                     used1[u1] = h
                     u1 += 1
+                    wide1[h, :] = _ZERO
                 wide1[h, (i + 64) >> 6] |= bit
         u2 = 0
         for i in range(plen2):
@@ -283,6 +284,7 @@ def _small_bands(
                     keys2[h] = cp
                     used2[u2] = h
                     u2 += 1
+                    wide2[h, :] = _ZERO
                 wide2[h, (i + 64) >> 6] |= bit
         VP1 = _ALL << np.uint64(64 - k - 1)
         VN1 = _ZERO
@@ -414,10 +416,8 @@ def _small_bands(
         direct2[1 : (plen2 + 127) >> 6, :] = _ZERO
         for i in range(u1):
             keys1[used1[i]] = _EMPTY
-            wide1[used1[i], :] = _ZERO
         for i in range(u2):
             keys2[used2[i]] = _EMPTY
-            wide2[used2[i], :] = _ZERO
 
 
 @nb.njit(cache=True, nogil=True)
@@ -693,8 +693,27 @@ def pack(strings: Sequence[str], side: int | None = None) -> tuple[np.ndarray, n
     return buf, ends - lengths, ends
 
 
-def _chunks(n: int) -> int:
-    return max(1, min(n, nb.get_num_threads() * 2))
+_SERIAL_CHARS = 32_768  # below this many characters in a call, one thread: waking the pool costs more
+
+
+def _run(
+    a: np.ndarray, a_start: np.ndarray, a_end: np.ndarray,
+    b: np.ndarray, b_start: np.ndarray, b_end: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """All pairs; in parallel (``prange`` over chunks) unless the call is small.
+
+    Small calls (a novelty check: one output against 32 recent ones) run on the calling thread: a parallel
+    region would wake every Numba thread for a few microseconds of work each, and in the worker those
+    threads would fight the embedding model's threads for the cores (measured: the worker's novelty took
+    1.8x its share of the event loop when it ran in parallel beside a busy encoder).
+    """
+    n = a_start.shape[0]
+    chars = int((a_end - a_start).sum() + (b_end - b_start).sum())
+    if chars < _SERIAL_CHARS:
+        out = np.empty(n, np.int64)
+        _chunk_distances(a, a_start, a_end, b, b_start, b_end, out, 0, n)
+        return out
+    return _distances(a, a_start, a_end, b, b_start, b_end, max(1, min(n, nb.get_num_threads() * 2)))
 
 
 def distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
@@ -705,7 +724,7 @@ def distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         return np.empty(0, np.int64)
     abuf, astart, aend = pack(a, 0)
     bbuf, bstart, bend = pack(b, 1)
-    return _distances(abuf, astart, aend, bbuf, bstart, bend, _chunks(len(a)))
+    return _run(abuf, astart, aend, bbuf, bstart, bend)
 
 
 def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
@@ -717,7 +736,7 @@ def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
     bbuf, bstart, bend = pack(candidates, 1)
     starts = np.zeros(n, np.int64)
     ends = np.full(n, len(x), np.int64)
-    return _distances(xbuf, starts, ends, bbuf, bstart, bend, _chunks(n))
+    return _run(xbuf, starts, ends, bbuf, bstart, bend)
 
 
 def _token_ids(texts: Sequence[str], vocab: dict[str, int]) -> list[np.ndarray]:
@@ -743,7 +762,7 @@ def word_distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
     vocab: dict[str, int] = {}
     abuf, astart, aend = _pack_ids(_token_ids(a, vocab))
     bbuf, bstart, bend = _pack_ids(_token_ids(b, vocab))
-    return _distances(abuf, astart, aend, bbuf, bstart, bend, _chunks(len(a)))
+    return _run(abuf, astart, aend, bbuf, bstart, bend)
 
 
 def word_distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:

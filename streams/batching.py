@@ -7,7 +7,8 @@ pause between batches (py-spy on the worker, 2 cores: the encoder threads idled 
 
 :func:`take_events_overlapped` is the same contract with a second buffer: while the caller holds batch N,
 the reader fills batch N+1 (up to ``max_`` events, then it waits). Events are acked only after the caller is
-done with their batch, exactly as with ``take_events``: Faust commits an offset only once every earlier
+done with their batch, exactly as with ``take_events`` (or, with ``ack=False``, when the caller says so with
+:func:`ack_events`, which lets it hold two batches at once): Faust commits an offset only once every earlier
 offset of its partition is acked, so offsets never run ahead of what was processed (and written).
 
 Example::
@@ -20,15 +21,21 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from faust.types import EventT, StreamT
 from mode.utils.aiter import aiter
 
 
-async def take_events_overlapped(stream: StreamT, max_: int, within: float) -> AsyncGenerator[list[EventT], None]:
-    """Yield lists of at most ``max_`` events, one at least every ``within`` seconds while events arrive."""
+async def take_events_overlapped(
+    stream: StreamT, max_: int, within: float, ack: bool = True
+) -> AsyncGenerator[list[EventT], None]:
+    """Yield lists of at most ``max_`` events, one at least every ``within`` seconds while events arrive.
+
+    With ``ack=False`` the caller acks each batch itself (:func:`ack_events`) once it is done with it, which
+    may be after it has asked for the next batch.
+    """
     gathering: list[EventT] = []
     full = asyncio.Event()
     room = asyncio.Event()
@@ -69,8 +76,15 @@ async def take_events_overlapped(stream: StreamT, max_: int, within: float) -> A
             try:
                 yield batch
             finally:
-                for event in batch:
-                    await s.ack(event)
+                if ack:
+                    await ack_events(stream, batch)
     finally:
         s.enable_acks = enable_acks
         s._processors.remove(add_to_buffer)
+
+
+async def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
+    """Ack a batch taken with ``ack=False`` (every event exactly once, after the caller is done with it)."""
+    s: Any = stream
+    for event in events:
+        await s.ack(event)

@@ -30,7 +30,8 @@ import logging
 import sys
 import time
 import weakref
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ from metrics.refresh import ask_key, within_window
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
-from streams.batching import take_events_overlapped
+from streams.batching import ack_events, take_events_overlapped
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
 from streams.evalconfig import ReferenceBook
 from streams.join import ExpiringTable, GenerationJoin
@@ -128,6 +129,18 @@ def _as_current_event(event: EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
+@dataclass
+class BegunBatch:
+    """A batch after :meth:`BatchProcessor.begin`: parsed, its embeddings queued."""
+
+    batch: Sequence[EventT]
+    parsed: list[Event | Exception]
+    to_embed: list[GenerationEvent]  # generations without error: novelty and embeddings
+    embed_at: list[int | None]  # per message, its index in to_embed
+    embedding: asyncio.Future[Encoded] | None
+    t0: float
+
+
 class BatchProcessor:
     """Validates, joins, scores and sinks one batch of raw messages."""
 
@@ -147,6 +160,7 @@ class BatchProcessor:
         self.recent = recent if recent is not None else {}
         # the latest generation per (session, app, route, normalized input), for refreshes
         self.asks = ExpiringTable(asks if asks is not None else {}, self.settings.refresh_window_s)
+        self._encoder_thread = ThreadPoolExecutor(1, "evalstream-encode")
         self.join = join
         self.dlq_topic = dlq_topic
         self.sinks = sinks
@@ -214,15 +228,17 @@ class BatchProcessor:
         return value
 
     async def process(self, batch: Sequence[EventT]) -> None:
-        parts: dict[tuple[str, int], PartitionBatch] = {}
-        deliveries = []
-        edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
-        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
-        recent: dict[str, tuple[RecentOutputs, PartitionBatch]] = {}  # written back once per key per batch
-        store_text = self.settings.store_text
-        now = time.time()
+        """One batch, start to end (the agent overlaps :meth:`begin` of the next batch with :meth:`complete`)."""
+        await self.complete(self.begin(batch))
+
+    def begin(self, batch: Sequence[EventT]) -> BegunBatch:
+        """Pass 1: parse every message and queue the generations' embeddings on the encoder thread.
+
+        No state is read or written here, so the next batch can begin while this one is being completed: its
+        embeddings then start the moment the previous ones are done, and the model never waits for the
+        scoring, the Parquet writes or the next batch's parsing.
+        """
         t0 = time.perf_counter()
-        # Pass 1: parse everything, and start embedding the generations in a thread right away...
         parsed: list[Event | Exception] = []
         for ev in batch:
             try:
@@ -237,8 +253,20 @@ class BatchProcessor:
                 to_embed.append(e)
             else:
                 embed_at.append(None)
-        embedding = self._start_embedding(to_embed)
-        # ...pass 2 joins and scores meanwhile.
+        return BegunBatch(batch, parsed, to_embed, embed_at, self._start_embedding(to_embed), t0)
+
+    async def complete(self, begun: BegunBatch) -> None:
+        """Pass 2 (join, score, state) while the embeddings run, then their scores, then durable Parquet."""
+        batch, parsed, to_embed, embed_at, embedding, t0 = (
+            begun.batch, begun.parsed, begun.to_embed, begun.embed_at, begun.embedding, begun.t0,
+        )  # fmt: skip
+        parts: dict[tuple[str, int], PartitionBatch] = {}
+        deliveries = []
+        edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
+        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
+        recent: dict[str, tuple[RecentOutputs, PartitionBatch]] = {}  # written back once per key per batch
+        store_text = self.settings.store_text
+        now = time.time()
         for ev, event_or_error, index in zip(batch, parsed, embed_at, strict=True):
             msg = ev.message
             part = parts.get((msg.topic, msg.partition))
@@ -317,7 +345,12 @@ class BatchProcessor:
     def _start_embedding(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded] | None:
         if self.embedder is None or not generations:
             return None
-        return asyncio.ensure_future(asyncio.to_thread(self.embedder.encode, generations))
+        return self._on_encoder_thread(self.embedder.encode, generations)
+
+    def _on_encoder_thread(self, fn: Callable[[list[GenerationEvent]], Encoded], arg: list[GenerationEvent]) -> Any:
+        """Run ``fn(arg)`` on the one encoder thread: calls queue up in order, and the encoder and its cache
+        are never used from two threads at once."""
+        return asyncio.get_running_loop().run_in_executor(self._encoder_thread, fn, arg)
 
     async def _embed(
         self,
@@ -343,7 +376,7 @@ class BatchProcessor:
         else:
             for pair in pairs:
                 try:
-                    one = await asyncio.to_thread(embedder.encode, [pair[0]])
+                    one = await self._on_encoder_thread(embedder.encode, [pair[0]])
                 except Exception as exc:
                     log.error("generation %s stored without embedding scores: %s", pair[0].generation_id, exc)
                     self.counters.embedding_errors += 1
@@ -452,9 +485,28 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     async def evaluate(stream: StreamT) -> None:
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_patches.py)")
-        batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s)
-        async for batch in batches:
-            await processor.process(batch)
+        batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s, ack=False)
+        # Batch N+1 begins (parsed, embeddings queued behind N's) while N completes; N's events are acked
+        # once N is durable. Completions run one after another, in order; at most two batches are in flight.
+        in_flight: list[asyncio.Task[None]] = []
+
+        async def complete(begun: BegunBatch, previous: asyncio.Task[None] | None) -> None:
+            if previous is not None:
+                await previous
+            await processor.complete(begun)
+            await ack_events(stream, begun.batch)
+
+        try:
+            async for batch in batches:
+                begun = processor.begin(batch)
+                in_flight.append(asyncio.create_task(complete(begun, in_flight[-1] if in_flight else None)))
+                if len(in_flight) >= 2:
+                    await in_flight.pop(0)
+            for task in in_flight:
+                await task
+        finally:
+            for task in in_flight:
+                task.cancel()  # not acked: replayed after the restart or rebalance
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:
