@@ -9,10 +9,10 @@ sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``, whose only
 ``transformers<4.58`` while sentence-transformers 6.x needs transformers 5; this module uses ``torch.onnx`` and
 ``onnxruntime.quantization`` directly instead, so no pins fight each other.
 
-Example::
+Example (about 1 s to export and 1 s to quantize the first time, then found in the cache)::
 
-    >>> fp32 = export_onnx(model_dir(), default_cache_dir())   # doctest: +SKIP  (~10 s the first time)
-    >>> int8 = quantize_int8(fp32)                             # doctest: +SKIP  (~2 s the first time)
+    >>> fp32 = export_onnx(model_dir(), default_cache_dir())   # doctest: +SKIP
+    >>> int8 = quantize_int8(fp32)                             # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ Example::
     ...     b'"app":"chat","generation_id":"g1","route":"answer","model":"m","prompt_version":"v1",'
     ...     b'"input":"hi","output":"kitten","latency_ms":120}')
     >>> [(s.metric, s.value) for s in scores_for(gen, None)]
-    [('latency_ms', 120.0), ('error', 0.0)]
+    [('latency_ms', 120.0), ('error', 0.0), ('pii_input', 0.0), ('pii_output', 0.0)]
     >>> edit = parse_event(b'{"type":"edit","event_id":"e2","ts":"2026-11-25T10:01:00Z","session_id":"s",'
     ...     b'"app":"chat","generation_id":"g1","edited_output":"sitting"}')
     >>> [(s.metric, round(s.value, 3)) for s in scores_for(edit, GenerationRef.of(gen))]
-    [('edit_distance', 3.0), ('edit_ratio', 0.429)]
+    [('edit_distance', 3.0), ('edit_ratio', 0.429), ('edit_word_distance', 1.0), ('edit_accepted', 0.0)]
 """
 
 from __future__ import annotations

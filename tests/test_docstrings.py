@@ -1,0 +1,22 @@
+"""Every docstring example in the packages runs and shows what the code does (docs that match behaviour)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+MODULES = sorted(
+    f"{package}.{info.name}"
+    for package in ("metrics", "streams", "sinks", "api")
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__)
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, report=True)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples in {name} failed"
