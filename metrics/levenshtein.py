@@ -67,6 +67,84 @@ def _table_size(max_len: int) -> int:
     return size
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _set_bits(
+    p: np.ndarray, p0: int, m: int, offset: int,
+    direct: np.ndarray, keys: np.ndarray, wide: np.ndarray, used: np.ndarray,
+) -> int:  # fmt: skip
+    """Mark pattern ``p[p0 : p0 + m]`` in the bitmask tables: position i is bit ``(i + offset) % 64`` of row
+    ``(i + offset) // 64`` of its character's entry (``direct[row, cp]`` below 256, else ``wide[slot, row]``
+    of the open-addressing table ``keys``). Returns how many slots it took, listed in ``used``."""
+    u = 0
+    for i in range(m):
+        cp = np.int64(p[p0 + i])
+        row = (i + offset) >> 6
+        bit = _ONE << np.uint64((i + offset) & 63)
+        if cp < _DIRECT:
+            direct[row, cp] |= bit
+        else:
+            h = _slot(keys, cp)
+            if keys[h] == _EMPTY:
+                keys[h] = cp
+                used[u] = h
+                u += 1
+                wide[h, :] = _ZERO  # a slot's row is cleared when a key takes it
+            wide[h, row] |= bit
+    return u
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _clear_bits(
+    p: np.ndarray, p0: int, m: int, offset: int, direct: np.ndarray, keys: np.ndarray, used: np.ndarray, u: int
+) -> None:
+    """Undo :func:`_set_bits`: only what was set, so the tables are reused without a full clear."""
+    first = offset >> 6
+    last = (m - 1 + offset) >> 6
+    if (last - first + 1) * _DIRECT <= 8 * m:  # whole rows: a memset beats m scattered stores
+        direct[first : last + 1, :] = _ZERO
+    else:
+        for i in range(m):
+            cp = np.int64(p[p0 + i])
+            if cp < _DIRECT:
+                direct[(i + offset) >> 6, cp] = _ZERO
+    for i in range(u):
+        keys[used[i]] = _EMPTY
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lane(
+    a: np.ndarray, b: np.ndarray, j: int, from_a: np.ndarray,
+    p_start: np.ndarray, p_len: np.ndarray, t_start: np.ndarray, t_len: np.ndarray,
+) -> tuple[np.ndarray, int, int, np.ndarray, int, int]:  # fmt: skip
+    """Pair ``j`` as (shorter string, start, length, longer string, start, length)."""
+    if from_a[j]:
+        return a, p_start[j], p_len[j], b, t_start[j], t_len[j]
+    return b, p_start[j], p_len[j], a, t_start[j], t_len[j]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _word_step(X: np.uint64, VP: np.uint64, VN: np.uint64, s: np.uint64) -> tuple[np.uint64, np.uint64, np.int64]:
+    """One text character of Myers/Hyyrö in one word: the new VP, VN and the change of the score (bit s)."""
+    D0 = (((X & VP) + VP) ^ VP) | X | VN
+    HP = VN | ~(D0 | VP)
+    HN = D0 & VP
+    delta = np.int64((HP >> s) & _ONE) - np.int64((HN >> s) & _ONE)
+    HP = (HP << _ONE) | _ONE
+    HN = HN << _ONE
+    return HN | ~(D0 | HP), HP & D0, delta
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _band_step(
+    X: np.uint64, VP: np.uint64, VN: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64, np.uint64]:
+    """One text character of Hyyrö's band (the band moves down one row per step): D0, HP, HN, new VP, VN."""
+    D0 = (((X & VP) + VP) ^ VP) | X | VN
+    HP = VN | ~(D0 | VP)
+    HN = D0 & VP
+    return D0, HP, HN, HN | ~((D0 >> _ONE) | HP), (D0 >> _ONE) & HP
+
+
 @nb.njit(cache=True, nogil=True)
 def _single_words(
     a: np.ndarray, b: np.ndarray, idx: np.ndarray, count: int, from_a: np.ndarray,
@@ -76,72 +154,29 @@ def _single_words(
 
     The recurrence of one pair is a chain of dependent operations (about 11 cycles per character); two
     independent pairs interleaved in one loop keep the CPU's other execution units busy. Each lane has its
-    own bitmask table (direct for code points below 256, open addressing above), cleared after the pair by
-    the slots it used.
+    own bitmask tables (:func:`_set_bits` with one row). The per-character lookups are written out for each
+    lane: as a helper taking the tables as arguments they made the kernels 5x slower (reference counting).
     """
     size = _table_size(64)
     wrap = size - 1
-    direct1 = np.zeros(_DIRECT, np.uint64)
-    direct2 = np.zeros(_DIRECT, np.uint64)
+    direct1 = np.zeros((1, _DIRECT), np.uint64)
+    direct2 = np.zeros((1, _DIRECT), np.uint64)
     keys1 = np.full(size, _EMPTY, np.int64)
     keys2 = np.full(size, _EMPTY, np.int64)
-    wide1 = np.zeros(size, np.uint64)
-    wide2 = np.zeros(size, np.uint64)
+    wide1 = np.empty((size, 1), np.uint64)
+    wide2 = np.empty((size, 1), np.uint64)
     used1 = np.empty(64, np.int64)
     used2 = np.empty(64, np.int64)
     for q in range(0, count, 2):
         i1 = idx[q]
-        p1 = a if from_a[i1] else b
-        t1 = b if from_a[i1] else a
-        ps1 = p_start[i1]
-        m1 = p_len[i1]
-        ts1 = t_start[i1]
-        n1 = t_len[i1]
-        i2 = idx[q + 1] if q + 1 < count else -1
-        p2 = p1
-        t2 = t1
-        ps2 = 0
-        m2 = 0
-        ts2 = 0
-        n2 = 0
-        if i2 >= 0:
-            p2 = a if from_a[i2] else b
-            t2 = b if from_a[i2] else a
-            ps2 = p_start[i2]
-            m2 = p_len[i2]
-            ts2 = t_start[i2]
-            n2 = t_len[i2]
-        # build both patterns' bitmasks
-        u1 = 0
-        for k in range(m1):
-            cp = np.int64(p1[ps1 + k])
-            bit = _ONE << np.uint64(k)
-            if cp < _DIRECT:
-                direct1[cp] |= bit
-            else:
-                h = (cp * 0x9E3779B1) & wrap
-                while keys1[h] != _EMPTY and keys1[h] != cp:
-                    h = (h + 1) & wrap
-                if keys1[h] == _EMPTY:
-                    keys1[h] = cp
-                    used1[u1] = h
-                    u1 += 1
-                wide1[h] |= bit
-        u2 = 0
-        for k in range(m2):
-            cp = np.int64(p2[ps2 + k])
-            bit = _ONE << np.uint64(k)
-            if cp < _DIRECT:
-                direct2[cp] |= bit
-            else:
-                h = (cp * 0x9E3779B1) & wrap
-                while keys2[h] != _EMPTY and keys2[h] != cp:
-                    h = (h + 1) & wrap
-                if keys2[h] == _EMPTY:
-                    keys2[h] = cp
-                    used2[u2] = h
-                    u2 += 1
-                wide2[h] |= bit
+        two = q + 1 < count
+        i2 = idx[q + 1] if two else i1
+        p1, ps1, m1, t1, ts1, n1 = _lane(a, b, i1, from_a, p_start, p_len, t_start, t_len)
+        p2, ps2, m2, t2, ts2, n2 = _lane(a, b, i2, from_a, p_start, p_len, t_start, t_len)
+        if not two:
+            m2 = n2 = 0
+        u1 = _set_bits(p1, ps1, m1, 0, direct1, keys1, wide1, used1)
+        u2 = _set_bits(p2, ps2, m2, 0, direct2, keys2, wide2, used2)
         VP1 = _ALL
         VN1 = _ZERO
         VP2 = _ALL
@@ -154,55 +189,30 @@ def _single_words(
             if j < n1:
                 cp = np.int64(t1[ts1 + j])
                 if cp < _DIRECT:
-                    X = direct1[cp]
+                    X = direct1[0, cp]
                 else:
                     h = (cp * 0x9E3779B1) & wrap
                     while keys1[h] != _EMPTY and keys1[h] != cp:
                         h = (h + 1) & wrap
-                    X = wide1[h] if keys1[h] == cp else _ZERO
-                D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
-                HP = VN1 | ~(D0 | VP1)
-                HN = D0 & VP1
-                d1 += np.int64((HP >> s1) & _ONE) - np.int64((HN >> s1) & _ONE)
-                HP = (HP << _ONE) | _ONE
-                HN = HN << _ONE
-                VP1 = HN | ~(D0 | HP)
-                VN1 = HP & D0
+                    X = wide1[h, 0] if keys1[h] == cp else _ZERO
+                VP1, VN1, delta = _word_step(X, VP1, VN1, s1)
+                d1 += delta
             if j < n2:
                 cp = np.int64(t2[ts2 + j])
                 if cp < _DIRECT:
-                    X = direct2[cp]
+                    X = direct2[0, cp]
                 else:
                     h = (cp * 0x9E3779B1) & wrap
                     while keys2[h] != _EMPTY and keys2[h] != cp:
                         h = (h + 1) & wrap
-                    X = wide2[h] if keys2[h] == cp else _ZERO
-                D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
-                HP = VN2 | ~(D0 | VP2)
-                HN = D0 & VP2
-                d2 += np.int64((HP >> s2) & _ONE) - np.int64((HN >> s2) & _ONE)
-                HP = (HP << _ONE) | _ONE
-                HN = HN << _ONE
-                VP2 = HN | ~(D0 | HP)
-                VN2 = HP & D0
+                    X = wide2[h, 0] if keys2[h] == cp else _ZERO
+                VP2, VN2, delta = _word_step(X, VP2, VN2, s2)
+                d2 += delta
         out[i1] = d1
-        if i2 >= 0:
+        if two:
             out[i2] = d2
-        # clear what was set
-        for k in range(m1):
-            cp = np.int64(p1[ps1 + k])
-            if cp < _DIRECT:
-                direct1[cp] = _ZERO
-        for k in range(m2):
-            cp = np.int64(p2[ps2 + k])
-            if cp < _DIRECT:
-                direct2[cp] = _ZERO
-        for k in range(u1):
-            keys1[used1[k]] = _EMPTY
-            wide1[used1[k]] = _ZERO
-        for k in range(u2):
-            keys2[used2[k]] = _EMPTY
-            wide2[used2[k]] = _ZERO
+        _clear_bits(p1, ps1, m1, 0, direct1, keys1, used1, u1)
+        _clear_bits(p2, ps2, m2, 0, direct2, keys2, used2, u2)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -234,58 +244,15 @@ def _small_bands(
     used2 = np.empty(max_len, np.int64)
     for q in range(0, count, 2):
         i1 = idx[q]
-        P1 = b if from_a[i1] else a  # the longer string is the pattern here
-        T1 = a if from_a[i1] else b
-        ps1 = t_start[i1]
-        plen1 = t_len[i1]
-        ts1 = p_start[i1]
-        tlen1 = p_len[i1]
-        i2 = idx[q + 1] if q + 1 < count else -1
-        P2 = P1
-        T2 = T1
-        ps2 = 0
-        plen2 = 0
-        ts2 = 0
-        tlen2 = 0
-        if i2 >= 0:
-            P2 = b if from_a[i2] else a
-            T2 = a if from_a[i2] else b
-            ps2 = t_start[i2]
-            plen2 = t_len[i2]
-            ts2 = p_start[i2]
-            tlen2 = p_len[i2]
-        u1 = 0
-        for i in range(plen1):
-            cp = np.int64(P1[ps1 + i])
-            bit = _ONE << np.uint64(i & 63)
-            if cp < _DIRECT:
-                direct1[(i + 64) >> 6, cp] |= bit
-            else:
-                h = (cp * 0x9E3779B1) & wrap
-                while keys1[h] != _EMPTY and keys1[h] != cp:
-                    h = (h + 1) & wrap
-                if keys1[h] == _EMPTY:
-                    keys1[h] = cp
-                    used1[u1] = h
-                    u1 += 1
-                    wide1[h, :] = _ZERO
-                wide1[h, (i + 64) >> 6] |= bit
-        u2 = 0
-        for i in range(plen2):
-            cp = np.int64(P2[ps2 + i])
-            bit = _ONE << np.uint64(i & 63)
-            if cp < _DIRECT:
-                direct2[(i + 64) >> 6, cp] |= bit
-            else:
-                h = (cp * 0x9E3779B1) & wrap
-                while keys2[h] != _EMPTY and keys2[h] != cp:
-                    h = (h + 1) & wrap
-                if keys2[h] == _EMPTY:
-                    keys2[h] = cp
-                    used2[u2] = h
-                    u2 += 1
-                    wide2[h, :] = _ZERO
-                wide2[h, (i + 64) >> 6] |= bit
+        two = q + 1 < count
+        i2 = idx[q + 1] if two else i1
+        # the longer string is the pattern (P) here, the shorter the text (T)
+        T1, ts1, tlen1, P1, ps1, plen1 = _lane(a, b, i1, from_a, p_start, p_len, t_start, t_len)
+        T2, ts2, tlen2, P2, ps2, plen2 = _lane(a, b, i2, from_a, p_start, p_len, t_start, t_len)
+        if not two:
+            tlen2 = plen2 = 0
+        u1 = _set_bits(P1, ps1, plen1, 64, direct1, keys1, wide1, used1)
+        u2 = _set_bits(P2, ps2, plen2, 64, direct2, keys2, wide2, used2)
         VP1 = _ALL << np.uint64(64 - k - 1)
         VN1 = _ZERO
         VP2 = VP1
@@ -303,7 +270,7 @@ def _small_bands(
         # (lookups written out: a helper taking the arrays as arguments costs reference counting per call)
         i = 0
         # fast path: both pairs running, both still on the diagonal, no bounds to check
-        fast = min(tlen1, tlen2, plen1 - k, plen2 - k) if i2 >= 0 else 0
+        fast = min(tlen1, tlen2, plen1 - k, plen2 - k) if two else 0
         while i < fast:
             start = i + k + 1
             w = start >> 6
@@ -319,12 +286,8 @@ def _small_bands(
                     h = (h + 1) & wrap
                 if keys1[h] == cp:
                     X = (wide1[h, w] >> sh) | ((wide1[h, w + 1] << _ONE) << back)
-            D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
-            HP = VN1 | ~(D0 | VP1)
-            HN = D0 & VP1
+            D0, HP, HN, VP1, VN1 = _band_step(X, VP1, VN1)
             dist1 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
-            VP1 = HN | ~((D0 >> _ONE) | HP)
-            VN1 = (D0 >> _ONE) & HP
             cp = np.int64(T2[ts2 + i])
             X = _ZERO
             if cp < _DIRECT:
@@ -335,12 +298,8 @@ def _small_bands(
                     h = (h + 1) & wrap
                 if keys2[h] == cp:
                     X = (wide2[h, w] >> sh) | ((wide2[h, w + 1] << _ONE) << back)
-            D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
-            HP = VN2 | ~(D0 | VP2)
-            HN = D0 & VP2
+            D0, HP, HN, VP2, VN2 = _band_step(X, VP2, VN2)
             dist2 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
-            VP2 = HN | ~((D0 >> _ONE) | HP)
-            VN2 = (D0 >> _ONE) & HP
             i += 1
             if dist1 > stop1 or dist2 > stop2:
                 break
@@ -368,9 +327,7 @@ def _small_bands(
                         h = (h + 1) & wrap
                     if keys1[h] == cp:
                         X = (wide1[h, w] >> sh) | ((wide1[h, w + 1] << _ONE) << back)
-                D0 = (((X & VP1) + VP1) ^ VP1) | X | VN1
-                HP = VN1 | ~(D0 | VP1)
-                HN = D0 & VP1
+                D0, HP, HN, VP1, VN1 = _band_step(X, VP1, VN1)
                 if i < plen1 - k:
                     dist1 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
                 else:
@@ -380,8 +337,6 @@ def _small_bands(
                     failed1 = True
                     end1 = 0
                     end = max(i + 1, end2)
-                VP1 = HN | ~((D0 >> _ONE) | HP)
-                VN1 = (D0 >> _ONE) & HP
             if i < end2:
                 cp = np.int64(T2[ts2 + i])
                 X = _ZERO
@@ -393,9 +348,7 @@ def _small_bands(
                         h = (h + 1) & wrap
                     if keys2[h] == cp:
                         X = (wide2[h, w] >> sh) | ((wide2[h, w + 1] << _ONE) << back)
-                D0 = (((X & VP2) + VP2) ^ VP2) | X | VN2
-                HP = VN2 | ~(D0 | VP2)
-                HN = D0 & VP2
+                D0, HP, HN, VP2, VN2 = _band_step(X, VP2, VN2)
                 if i < plen2 - k:
                     dist2 += np.int64(((D0 >> np.uint64(63)) & _ONE) ^ _ONE)
                 else:
@@ -405,19 +358,12 @@ def _small_bands(
                     failed2 = True
                     end2 = 0
                     end = max(i + 1, end1)
-                VP2 = HN | ~((D0 >> _ONE) | HP)
-                VN2 = (D0 >> _ONE) & HP
             i += 1
         out[i1] = -1 if failed1 or dist1 > k else dist1
-        if i2 >= 0:
+        if two:
             out[i2] = -1 if failed2 or dist2 > k else dist2
-        # clear what was set
-        direct1[1 : (plen1 + 127) >> 6, :] = _ZERO
-        direct2[1 : (plen2 + 127) >> 6, :] = _ZERO
-        for i in range(u1):
-            keys1[used1[i]] = _EMPTY
-        for i in range(u2):
-            keys2[used2[i]] = _EMPTY
+        _clear_bits(P1, ps1, plen1, 64, direct1, keys1, used1, u1)
+        _clear_bits(P2, ps2, plen2, 64, direct2, keys2, used2, u2)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -432,33 +378,12 @@ def _blocked(
     is exact. Otherwise r is still an upper bound of the distance, so a second pass with k = r is exact: at
     most two passes, the second only for dissimilar strings.
     """
-    u = 0
-    for i in range(m):
-        cp = np.int64(p[p0 + i])
-        w = i // 64
-        bit = _ONE << np.uint64(i % 64)
-        if cp < _DIRECT:
-            direct[w, cp] |= bit
-        else:
-            h = _slot(keys, cp)
-            if keys[h] == _EMPTY:
-                keys[h] = cp
-                used[u] = h
-                u += 1
-            hashed[h, w] |= bit
+    u = _set_bits(p, p0, m, 0, direct, keys, hashed, used)
     last = _ONE << np.uint64((m - 1) % 64)
     dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, k, last)
     if dist > k:
         dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, dist, last)
-    # reset only what was set, so the scratch is reusable without a full clear
-    words = (m + 63) // 64
-    for i in range(m):
-        cp = np.int64(p[p0 + i])
-        if cp < _DIRECT:
-            direct[i // 64, cp] = _ZERO
-    for i in range(u):
-        keys[used[i]] = _EMPTY
-        hashed[used[i], :words] = _ZERO
+    _clear_bits(p, p0, m, 0, direct, keys, used, u)
     return dist
 
 
@@ -615,7 +540,7 @@ def _chunk_distances(
         direct = np.zeros((n_w, _DIRECT), np.uint64)  # one contiguous 2 KiB row per block
         size = _table_size(max_wide)
         keys = np.full(size, _EMPTY, np.int64)
-        hashed = np.zeros((size, n_w), np.uint64)
+        hashed = np.empty((size, n_w), np.uint64)  # a slot's row is cleared when a key takes it
         used = np.empty(max_wide, np.int64)
         vp = np.empty(n_w, np.uint64)
         vn = np.empty(n_w, np.uint64)

@@ -149,14 +149,12 @@ def pii_values(event: GenerationEvent) -> dict[str, float | None]:
     return values
 
 
-def refresh_scores(event: GenerationEvent, earlier: dict[str, Any]) -> list[Score]:
-    """``refreshed`` = 1 on the earlier generation that ``event`` asked again (see :mod:`metrics.refresh`).
-
-    ``earlier`` is what the worker kept of it: ``g`` (generation id), ``m`` (model), ``v`` (prompt version).
-    The row's event is ``event`` (the refresh), its generation the earlier one, like a regenerate's.
-    """
+def refresh_scores(event: GenerationEvent, generation_id: str, model: str, prompt_version: str) -> list[Score]:
+    """``refreshed`` = 1 on the earlier generation (id and labels as the worker kept them) that ``event`` asked
+    again (see :mod:`metrics.refresh`). The row's event is ``event``, its generation the earlier one, like a
+    regenerate's."""
     return [
-        Score(event.event_id, earlier["g"], event.ts_utc, event.app, event.route, earlier["m"], earlier["v"],
+        Score(event.event_id, generation_id, event.ts_utc, event.app, event.route, model, prompt_version,
               "refreshed", 1.0)
     ]  # fmt: skip
 

@@ -203,17 +203,18 @@ class BatchProcessor:
         the same earlier generations again, not itself or the asks that came after it.
         """
         key = ask_key(event.session_id, event.app, event.route, event.input)
+        ts = event.ts.timestamp()
         stored = self.asks.get(key)
+        # [offset, generation_id, ts, model, prompt_version], sorted by offset
         asks: list[list[Any]] = [a for a in (stored or {}).get("asks", ()) if a[0] != offset]
         before = [a for a in asks if a[0] < offset]
-        earlier = before[-1] if before else None
-        asks.append([offset, event.generation_id, event.ts.timestamp(), event.model, event.prompt_version])
-        asks.sort(key=lambda a: a[0])
+        asks.insert(len(before), [offset, event.generation_id, ts, event.model, event.prompt_version])
         self.asks.put(key, {"asks": asks[-_ASKS_KEPT:]}, partition, now)
-        if earlier is None or not within_window(earlier[2], event.ts.timestamp(), self.settings.refresh_window_s):
+        if not before or not within_window(before[-1][2], ts, self.settings.refresh_window_s):
             return []
         self.counters.refreshes += 1
-        return refresh_scores(event, {"g": earlier[1], "m": earlier[3], "v": earlier[4]})
+        _, generation_id, _, model, prompt_version = before[-1]
+        return refresh_scores(event, generation_id, model, prompt_version)
 
     def _novelty(
         self, event: GenerationEvent, part: PartitionBatch, recent: dict[str, tuple[RecentOutputs, PartitionBatch]]
