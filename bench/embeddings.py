@@ -4,8 +4,9 @@ In one run, on the same sentences (real conversation turns from ``../shared/data
 otherwise), at the same batch size:
 
 1. ``SentenceTransformer.encode`` with the default fp32 torch backend (the reference);
-2. the ONNX fp32 export and the backend ``auto`` picks (ONNX int8 routed by length on CPU, torch fp16 on CUDA),
-   timed alternately with (1), median of ``--repeats`` runs, with their cosine agreement to (1);
+2. on CPU the ONNX fp32 export, on CUDA ``SentenceTransformer.encode`` in fp16, and the backend ``auto`` picks
+   (ONNX int8 routed by length on CPU, ``DirectTorchEncoder`` in fp16 on CUDA), timed alternately with (1),
+   median of ``--repeats`` runs, with their cosine agreement to (1);
 3. the full stage: generations published to a real Kafka broker, consumed by ``evalstream worker`` (Faust,
    ``take_events`` batches, embedding of output and input, scores, Parquet), timed from the worker's own
    ``embedded_at`` stamps (first batch excluded, so start-up does not count), next to a raw ``encode`` of the
@@ -85,9 +86,8 @@ def alternate(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
 
 def stage(encoder_backend: str, texts: list[str], batch_size: int, generations: int, flush: int) -> dict[str, float]:
     """Generations → Kafka → worker; sentences/s from the worker's embedded_at stamps."""
-    from sinks.catalog import connect
     from streams.broker import LocalBroker
-    from streams.demo import EXAMPLE_CONFIG
+    from streams.evalconfig import EXAMPLE_CONFIG
     from streams.launch import spawn_cli, stop, wait_for
     from streams.publisher import Publisher
     from streams.settings import Settings
@@ -131,13 +131,17 @@ def stage(encoder_backend: str, texts: list[str], batch_size: int, generations: 
 
         try:
             wait_for(lambda: landed() == generations or None, 1800, 2.0, "the worker", worker)
+        except RuntimeError:
+            log = (work / "worker.log").read_text(errors="replace")
+            print(f"the worker failed; the end of {work / 'worker.log'}:\n{log[-4000:]}", file=sys.stderr)
+            raise
         finally:
             stop(worker)
-        rows = (
-            connect(settings.data_dir)
-            .execute("SELECT embedded_at, count(*) FROM embeddings GROUP BY 1 ORDER BY 1")
-            .fetchall()
-        )
+        stamps: dict[object, int] = {}  # embedded_at -> rows: one stamp per worker batch
+        for path in counted:
+            for stamp in pq.read_table(path, columns=["embedded_at"]).column(0).to_pylist():
+                stamps[stamp] = stamps.get(stamp, 0) + 1
+        rows = sorted(stamps.items())
         if len(rows) < 3:
             raise SystemExit(f"only {len(rows)} batches: raise --generations or lower --flush")
         span = (rows[-1][0] - rows[0][0]).total_seconds()
@@ -165,10 +169,14 @@ def main() -> int:
     print(f"data: {source}; {len(sample)} texts, mean {np.mean([len(t) for t in sample]):.0f} chars; batch {batch}")
     print(f"device: {'CUDA ' + __import__('torch').cuda.get_device_name() if gpu else 'CPU'}, {os.cpu_count()} cores")
 
-    reference = TorchEncoder("cpu", batch_size=batch, fp16=False)
-    onnx = load_encoder("onnx", default_cache_dir(), batch_size=batch)
+    # The default is what SentenceTransformer does unasked: fp32 on the GPU when there is one, else on the CPU.
+    reference = TorchEncoder("cuda" if gpu else "cpu", batch_size=batch, fp16=False)
     chosen: Encoder = load_encoder("auto", default_cache_dir(), batch_size=batch)
-    candidates: list[tuple[str, Encoder]] = [("torch fp32 (default)", reference), ("onnx fp32", onnx)]
+    candidates: list[tuple[str, Encoder]] = [(f"default: {reference.name}", reference)]
+    if gpu:  # fp16 through SentenceTransformer.encode itself, to show what the direct path adds
+        candidates.append(("sentence-transformers fp16", TorchEncoder("cuda", batch_size=batch, fp16=True)))
+    else:  # ONNX runs on the CPU only; beside a GPU it is not a candidate
+        candidates.append(("onnx fp32", load_encoder("onnx", default_cache_dir(), batch_size=batch)))
     candidates.append((f"auto: {chosen.name}", chosen))
     for _, enc in candidates:
         enc.encode(sample[:64])  # warm

@@ -2,7 +2,9 @@
 
 Backends (all return L2-normalized ``float32`` vectors of 384 dimensions, like ``SentenceTransformer.encode``):
 
-- ``torch``: sentence-transformers itself (fp32 on CPU, fp16 on CUDA). The reference.
+- ``torch``: on CPU ``SentenceTransformer.encode`` in fp32, the reference (:class:`TorchEncoder`); on CUDA the same
+  transformer in fp16 run directly (:class:`DirectTorchEncoder`: parallel tokenization of the whole call,
+  length-sorted batches, pooling on the GPU, one copy back), 4.2x ``SentenceTransformer.encode`` on an H200.
 - ``onnx``: the same weights exported to ONNX once (:mod:`metrics.onnx_export`) and run by onnxruntime, with
   the tokenizer from the ``tokenizers`` library and mean pooling in NumPy. Identical to ``torch`` up to float
   rounding (cosine 1.00000), and faster on CPU.
@@ -16,7 +18,7 @@ Backends (all return L2-normalized ``float32`` vectors of 384 dimensions, like `
   batchings); use ``onnx`` where bit-for-bit repeatability matters. Before use, the int8 path is
   checked against fp32 on :data:`CHECK_SENTENCES`; if it misses mean cosine >= 0.99 or min >= 0.98 the encoder
   falls back to ``onnx`` and says so in the log.
-- ``auto``: ``torch`` with fp16 when CUDA is available, else ``onnx-int8`` (measured fastest on CPU by
+- ``auto``: ``torch`` (fp16) when CUDA is available, else ``onnx-int8`` (measured fastest on CPU by
   ``bench/embeddings.py``).
 
 Example::
@@ -131,6 +133,38 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def load_tokenizer() -> Any:
+    """The model's fast tokenizer (``tokenizers``), truncating at the model's max_seq_length, no padding."""
+    from tokenizers import Tokenizer
+
+    root = model_dir()
+    max_len = json.loads((root / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+    tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=int(max_len))
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, in parallel threads (``encode_batch`` releases the GIL)."""
+    try:
+        return [e.ids for e in tokenizer.encode_batch(list(texts))]
+    except TypeError:  # a lone surrogate (valid in JSON, not in UTF-8): encode it as U+FFFD
+        return [e.ids for e in tokenizer.encode_batch(sanitize(texts))]
+
+
+def padded(ids: Sequence[Sequence[int]], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)`` of shape ``(len(ids), max(lengths))``, zero-padded on the right.
+
+    >>> padded([[101, 7, 102], [101, 102]], np.array([3, 2]))[0].tolist()
+    [[101, 7, 102], [101, 102, 0]]
+    """
+    mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    input_ids = np.zeros(mask.shape, np.int64)
+    input_ids[mask] = np.fromiter((t for x in ids for t in x), np.int64, int(lengths.sum()))
+    return input_ids, mask.astype(np.int64)
+
+
 class TorchEncoder:
     """sentence-transformers on CPU (fp32) or CUDA (fp16)."""
 
@@ -161,6 +195,67 @@ class TorchEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
+class DirectTorchEncoder:
+    """The transformer run directly by torch, for CUDA: what ``SentenceTransformer.encode`` computes, faster.
+
+    ``SentenceTransformer.encode`` tokenizes each batch through the ``transformers`` wrapper on the calling
+    thread and copies each batch back before queueing the next: on an H200 it encoded 9,791 sentences/s in
+    fp16 and 8,136 in fp32 (hh-rlhf turns, 122 characters mean), so the GPU mostly waited for the CPU. Here the
+    whole call is tokenized at once by ``tokenizers.encode_batch`` (parallel Rust threads), sorted by length
+    so batches carry little padding, and every batch's mean pooling and L2 normalization run on the device
+    into one output tensor, with a single copy back at the end: the CPU queues the next batch while the GPU
+    computes. The same mean pooling and normalization as all-MiniLM-L6-v2's own modules; on the CPU in fp32
+    it agrees with ``TorchEncoder`` to cosine 1.00000 (tested).
+    """
+
+    dim = DIM
+
+    def __init__(self, device: str | None = None, batch_size: int = 256, fp16: bool | None = None) -> None:
+        _offline()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = device or ("cuda" if cuda_available() else "cpu")
+        fp16 = device.startswith("cuda") if fp16 is None else fp16
+        st = SentenceTransformer(str(model_dir()), device=device, local_files_only=True)
+        self.model: Any = getattr(st[0], "auto_model")  # noqa: B009 - the transformers BertModel under pooling
+        self.model.eval()
+        if fp16:
+            self.model.half()
+        self.tokenizer = load_tokenizer()
+        self.torch = torch
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.name = f"torch-direct-{device}-{'fp16' if fp16 else 'fp32'}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        torch = self.torch
+        ids = token_ids(self.tokenizer, texts)
+        lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        out = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            rows = self._to_device(order)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                both = self._to_device(np.stack(padded([ids[i] for i in chunk], lengths[chunk])))
+                mask = both[1]
+                hidden = self.model(input_ids=both[0], attention_mask=mask).last_hidden_state.float()
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+                out[rows[start : start + len(chunk)]] = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return out.cpu().numpy()
+
+    def _to_device(self, array: np.ndarray) -> Any:
+        """A host array on the device; on CUDA through pinned memory, so the copy does not wait for the GPU."""
+        t = self.torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
+
+
 class OnnxEncoder:
     """onnxruntime on CPU: the fp32 export, optionally with an int8 copy for texts of ``int8_min_tokens`` or more."""
 
@@ -175,13 +270,8 @@ class OnnxEncoder:
         threads: int = 0,
     ) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        root = model_dir()
-        max_len = json.loads((root / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
-        self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=int(max_len))
-        self.tokenizer.no_padding()
+        self.tokenizer = load_tokenizer()
         # Batches run side by side, one thread each: on 2 cores this encoded 7-12% more sentences/s than one
         # batch at a time on a 2-thread intra-op pool, whose second thread waits at every operator's barrier.
         self.workers = threads or os.cpu_count() or 1
@@ -216,10 +306,7 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         if not texts:
             return out
-        try:
-            ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
-        except TypeError:  # a lone surrogate (valid in JSON, not in UTF-8): encode it as U+FFFD
-            ids = [e.ids for e in self.tokenizer.encode_batch(sanitize(texts))]
+        ids = token_ids(self.tokenizer, texts)
         lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
         order = np.argsort(-lengths, kind="stable")  # long first, like sentence-transformers: little padding
         if int8 is not None:
@@ -283,7 +370,9 @@ def load_encoder(
     if backend == "auto":
         backend = "torch" if cuda else "onnx-int8"
     if backend == "torch":
-        return TorchEncoder("cuda" if cuda else "cpu", batch_size=batch_size or (256 if cuda else 32))
+        if cuda:
+            return DirectTorchEncoder("cuda", batch_size=batch_size or 256)
+        return TorchEncoder("cpu", batch_size=batch_size or 32)
     batch_size = batch_size or 32
     from metrics.onnx_export import default_cache_dir, export_onnx, quantize_int8
 

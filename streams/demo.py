@@ -20,13 +20,12 @@ from pathlib import Path
 import typer
 
 from sinks.catalog import connect, landed_counts
+from streams.evalconfig import EXAMPLE_CONFIG
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
-
-EXAMPLE_CONFIG = Path(__file__).with_name("evalconfig.example.toml")
 
 
 def _say(text: str, **style: object) -> None:

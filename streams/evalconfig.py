@@ -49,6 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from metrics.embedding_cache import CachedEncoder
 
+# The example config shipped with the package (the demo, the benchmarks and the tests use it).
+EXAMPLE_CONFIG = Path(__file__).with_name("evalconfig.example.toml")
 log = logging.getLogger("evalstream.evalconfig")
 
 WeightName = Literal["semantic_similarity", "novelty", "relevance"]

@@ -11,7 +11,15 @@ import pytest
 
 import metrics.encoder as encoder_module
 from metrics.embedding_cache import CachedEncoder
-from metrics.encoder import CHECK_SENTENCES, ModelNotFoundError, OnnxEncoder, cosine_agreement, load_encoder
+from metrics.encoder import (
+    CHECK_SENTENCES,
+    DirectTorchEncoder,
+    ModelNotFoundError,
+    OnnxEncoder,
+    cosine_agreement,
+    load_encoder,
+    padded,
+)
 from metrics.onnx_export import default_cache_dir
 from metrics.similarity import from_int8
 from streams.embedding_stage import EmbeddingScorer
@@ -77,6 +85,29 @@ def test_int8_route_keeps_cosine_and_short_texts_stay_fp32(onnx_int8: OnnxEncode
     for i in long:
         alone = onnx_int8.encode([TEXTS[i]])[0]
         assert float(alone @ torch_reference[i]) >= 0.98
+
+
+def test_direct_torch_encoder_computes_what_sentence_transformers_does(torch_reference: np.ndarray) -> None:
+    # the CUDA path (fp16 there) run on the CPU in fp32: same tokens, pooling and normalization as the reference
+    enc = DirectTorchEncoder("cpu", batch_size=7, fp16=False)  # batches of 7: the length sort crosses batches
+    assert enc.name == "torch-direct-cpu-fp32"
+    got = enc.encode(TEXTS)
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    mean, low = cosine_agreement(got, torch_reference)
+    assert low > 0.99999, (mean, low)
+    # rows come back in the caller's order, whatever the length sort did
+    reversed_texts = TEXTS[::-1]
+    assert np.allclose(enc.encode(reversed_texts), got[::-1], atol=1e-5)
+    edge = ["", " ", "\ud800 lone surrogate", "🙂" * 400, "x " * 2000]  # empty, blank, invalid UTF-8, over 256 tokens
+    assert np.allclose(enc.encode(edge), load_encoder("torch").encode(edge), atol=1e-4)
+    assert enc.encode([]).shape == (0, 384)
+
+
+def test_padded_batches_put_each_text_left_aligned() -> None:
+    ids, mask = padded([[101, 5, 6, 102], [101, 102], [101, 9, 102]], np.array([4, 2, 3]))
+    assert ids.tolist() == [[101, 5, 6, 102], [101, 102, 0, 0], [101, 9, 102, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
+    assert ids.dtype == mask.dtype == np.int64
 
 
 def test_int8_falls_back_to_fp32_when_the_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:

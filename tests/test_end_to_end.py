@@ -20,8 +20,7 @@ from metrics.encoder import load_encoder
 from metrics.pii import pii_counts
 from metrics.similarity import from_int8
 from sinks.catalog import connect, landed_counts
-from streams.demo import EXAMPLE_CONFIG
-from streams.evalconfig import EvalConfig
+from streams.evalconfig import EXAMPLE_CONFIG, EvalConfig
 from streams.launch import spawn_cli, stop, wait_for
 from streams.publisher import Publisher
 from streams.sample import _OFF_POLICY, generate

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from metrics.embedding_cache import CachedEncoder
-from streams.demo import EXAMPLE_CONFIG
-from streams.evalconfig import ConfigError, EvalConfig, ReferenceBook
+from streams.evalconfig import EXAMPLE_CONFIG, ConfigError, EvalConfig, ReferenceBook
 
 CONFIG = """
 [defaults]
