@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streams.broker import BrokerError, LocalBroker, ensure_jars
-from streams.broker.local import _SERVER_PROPERTIES
+from streams.broker.local import _SERVER_PROPERTIES, cluster_id
 
 
 @pytest.mark.integration
@@ -45,3 +45,14 @@ def test_start_and_stop_a_second_broker(tmp_path: Path) -> None:
         broker.stop()
     assert not broker.is_running()
     assert LocalBroker.attach(tmp_path / "kafka") is None
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kafka-storage reads "-t -abc..." as a missing argument: one random start in 64 failed before the fix
+    import uuid
+
+    draws = iter([b"\xfb" + bytes(15), b"\x01" * 16])  # the first encodes to "-w...", the second does not
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(bytes=next(draws)))
+    value = cluster_id()
+    assert not value.startswith("-") and len(value) == 22
+    assert value == "AQEBAQEBAQEBAQEBAQEBAQ"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import metrics.encoder as encoder_module
 from metrics.embedding_cache import CachedEncoder
@@ -17,6 +19,7 @@ from metrics.encoder import (
     ModelNotFoundError,
     OnnxEncoder,
     cosine_agreement,
+    length_batches,
     load_encoder,
     padded,
 )
@@ -108,6 +111,20 @@ def test_padded_batches_put_each_text_left_aligned() -> None:
     assert ids.tolist() == [[101, 5, 6, 102], [101, 102, 0, 0], [101, 9, 102, 0]]
     assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
     assert ids.dtype == mask.dtype == np.int64
+
+
+@given(st.lists(st.integers(1, 300), max_size=200), st.integers(1, 64), st.integers(1, 4096))
+def test_length_batches_cover_every_text_once_within_the_caps(lengths: list[int], rows: int, budget: int) -> None:
+    lens = np.array(lengths, dtype=np.int64)
+    order = np.argsort(-lens, kind="stable")
+    batches = length_batches(order, lens, rows, budget)
+    assert np.concatenate([order[:0], *batches]).tolist() == order.tolist()  # in order, each text once
+    for b in batches:
+        assert 1 <= len(b) <= rows
+        assert len(b) == 1 or len(b) * int(lens[b].max()) <= budget
+    # no batch could have taken the next text too (the caps, not a smaller size, end each batch)
+    for b in batches[:-1]:
+        assert len(b) == rows or (len(b) + 1) * int(lens[b].max()) > budget
 
 
 def test_int8_falls_back_to_fp32_when_the_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,8 +110,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64, never starting with "-".
+
+    One id in 64 would otherwise start with "-", which ``kafka-storage format -t`` reads as an option ("expected
+    one argument"); Kafka's own ``Uuid.randomUuid()`` redraws those too.
+    """
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
 _SERVER_PROPERTIES = """\
@@ -191,7 +199,7 @@ class LocalBroker:
                f"-Dlog4j2.configurationFile={log_cfg}", "-cp", classpath]  # fmt: skip
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", _cluster_id(), "-c", str(props)],
+             "-t", cluster_id(), "-c", str(props)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:
