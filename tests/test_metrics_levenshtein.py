@@ -66,6 +66,21 @@ def test_one_to_many_matches_rapidfuzz(x: str, candidates: list[str]) -> None:
     assert distance_one_to_many(x, candidates).tolist() == [Levenshtein.distance(x, c) for c in candidates]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(65, 300), st.integers(0, 2**32), st.integers(1, 33))
+def test_dissimilar_novelty_candidates_match_rapidfuzz(length: int, seed: int, count: int) -> None:
+    """A novelty check: unrelated texts of similar length, which the small band rejects (more than 31 apart)
+    and the blocked algorithm then computes in one full pass (patterns up to 256) or two (longer)."""
+    rng = random.Random(seed)
+    alphabet = "abcdefgh ij.é漢😀"
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(length + rng.randrange(-20, 21)))
+
+    x, candidates = text(), [text() for _ in range(count)]
+    assert distance_one_to_many(x, candidates).tolist() == [Levenshtein.distance(x, c) for c in candidates]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=8))
 def test_word_level_matches_rapidfuzz(pairs: list[tuple[str, str]]) -> None:
