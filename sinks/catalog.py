@@ -38,17 +38,26 @@ def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPy
     root = Path(data_dir)
     for name, schema in DATASETS.items():
         folder = root / name
-        if any(folder.glob("dt=*/*.parquet")):
+        if _has_files(folder):
             pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
-            con.execute(
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({pattern}, "
-                "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true)"
-            )
-        else:
-            empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
-            con.register(f"_empty_{name}", empty)
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({pattern}, "
+                    "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true)"
+                )
+                continue
+            except duckdb.IOException:
+                # the files were there a moment ago: a replay replaced the only ones (deleted, not yet
+                # rewritten); the dataset is empty right now, as the disk says
+                pass
+        empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
+        con.register(f"_empty_{name}", empty)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
     return con
+
+
+def _has_files(folder: Path) -> bool:
+    return any(folder.glob("dt=*/*.parquet"))
 
 
 def landed_counts(data_dir: str | Path) -> tuple[int, int]:
