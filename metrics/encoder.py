@@ -239,6 +239,11 @@ class DirectTorchEncoder:
         device = device or ("cuda" if cuda_available() else "cpu")
         fp16 = device.startswith("cuda") if fp16 is None else fp16
         st = SentenceTransformer(str(model_dir()), device=device, local_files_only=True)
+        # this class re-implements the model's own modules: they must be transformer -> mean pooling -> normalize
+        stages = [type(m).__name__ for m in st]
+        mean = getattr(st[1], "pooling_mode", "mean") == "mean" and getattr(st[1], "pooling_mode_mean_tokens", True)
+        if stages != ["Transformer", "Pooling", "Normalize"] or not mean:
+            raise ModelNotFoundError(f"{MODEL_NAME}: expected mean pooling and normalization, found {stages}")
         self.model: Any = getattr(st[0], "auto_model")  # noqa: B009 - the transformers BertModel under pooling
         self.model.eval()
         if fp16:

@@ -106,6 +106,25 @@ def test_direct_torch_encoder_computes_what_sentence_transformers_does(torch_ref
     assert enc.encode([]).shape == (0, 384)
 
 
+def test_direct_torch_encoder_refuses_a_model_without_mean_pooling(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sentence_transformers
+
+    class Transformer:
+        auto_model = None
+
+    class Pooling:
+        pooling_mode = "cls"
+
+    class Normalize:
+        pass
+
+    monkeypatch.setattr(
+        sentence_transformers, "SentenceTransformer", lambda *a, **k: [Transformer(), Pooling(), Normalize()]
+    )
+    with pytest.raises(ModelNotFoundError, match="expected mean pooling"):
+        DirectTorchEncoder("cpu")
+
+
 def test_padded_batches_put_each_text_left_aligned() -> None:
     ids, mask = padded([[101, 5, 6, 102], [101, 102], [101, 9, 102]], np.array([4, 2, 3]))
     assert ids.tolist() == [[101, 5, 6, 102], [101, 102, 0, 0], [101, 9, 102, 0]]
