@@ -349,20 +349,14 @@ class OnnxEncoder:
         jobs = []
         for sess, idx in groups:
             for chunk in length_batches(idx, lengths, self.batch_size, self.token_budget):
-                jobs.append(
-                    (chunk, self._pool.submit(self._run, sess, [ids[i] for i in chunk], int(lengths[chunk].max())))
-                )
+                jobs.append((chunk, self._pool.submit(self._run, sess, [ids[i] for i in chunk], lengths[chunk])))
         for chunk, job in jobs:
             out[chunk] = job.result()
         return out
 
     @staticmethod
-    def _run(sess: Any, ids: list[list[int]], width: int) -> np.ndarray:
-        input_ids = np.zeros((len(ids), width), np.int64)
-        mask = np.zeros((len(ids), width), np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-            mask[row, : len(x)] = 1
+    def _run(sess: Any, ids: list[list[int]], lengths: np.ndarray) -> np.ndarray:
+        input_ids, mask = padded(ids, lengths)
         hidden = sess.run(
             None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         )[0]

@@ -32,32 +32,32 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(data_dir: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
     con = duckdb.connect(database)
     root = Path(data_dir)
     for name, schema in DATASETS.items():
         folder = root / name
-        if _has_files(folder):
-            pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
+        pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
+        for attempt in range(attempts):
             try:
                 con.execute(
                     f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({pattern}, "
                     "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true)"
                 )
-                continue
+                break
             except duckdb.IOException:
-                # the files were there a moment ago: a replay replaced the only ones (deleted, not yet
-                # rewritten); the dataset is empty right now, as the disk says
-                pass
-        empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
-        con.register(f"_empty_{name}", empty)
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
+                # DuckDB lists and opens the files to bind the view. No file at all (a fresh install, or a
+                # replay that deleted a dataset's only files before rewriting them): an empty view. A file
+                # that vanished between listing and opening (a replay replacing it): list again.
+                if not any(folder.glob("dt=*/*.parquet")):
+                    empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
+                    con.register(f"_empty_{name}", empty)
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
+                    break
+                if attempt == attempts - 1:
+                    raise
     return con
-
-
-def _has_files(folder: Path) -> bool:
-    return any(folder.glob("dt=*/*.parquet"))
 
 
 def landed_counts(data_dir: str | Path) -> tuple[int, int]:
