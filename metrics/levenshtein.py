@@ -630,9 +630,10 @@ _SERIAL_CHARS = 32_768  # below this many characters in a call, one thread: waki
 
 def _run(
     a: np.ndarray, a_start: np.ndarray, a_end: np.ndarray,
-    b: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, chars: int | None = None,
+    b: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, chars: int | None = None, parallel: bool = True,
 ) -> np.ndarray:  # fmt: skip
-    """All pairs; in parallel (``prange`` over chunks) unless the call is small (``chars`` in all, if known).
+    """All pairs; in parallel (``prange`` over chunks) unless the call is small (``chars`` in all, if known)
+    or ``parallel`` is False.
 
     Small calls (a novelty check: one output against 32 recent ones) run on the calling thread: a parallel
     region would wake every Numba thread for a few microseconds of work each, and in the worker those
@@ -642,7 +643,7 @@ def _run(
     n = a_start.shape[0]
     if chars is None:
         chars = int((a_end - a_start).sum() + (b_end - b_start).sum())
-    if chars < _SERIAL_CHARS:
+    if chars < _SERIAL_CHARS or not parallel:
         out = np.empty(n, np.int64)
         _chunk_distances(a, a_start, a_end, b, b_start, b_end, out, 0, n)
         return out
@@ -670,6 +671,27 @@ def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
     starts = np.zeros(n, np.int64)
     ends = np.full(n, len(x), np.int64)
     return _run(xbuf, starts, ends, bbuf, bstart, bend, n * len(x) + sum(map(len, candidates)))
+
+
+def distance_index_pairs(strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """Distance of ``strings[i[k]]`` and ``strings[j[k]]`` for each k; every string is packed once.
+
+    For many pairs among few strings (novelty of a batch: each output against the 32 before it), packing
+    each pair's strings again would cost more than the distances. ``parallel=False`` keeps the call on the
+    calling thread (see :func:`_run`).
+
+    >>> distance_index_pairs(["kitten", "sitting", "mitten"], np.array([0, 0]), np.array([1, 2])).tolist()
+    [3, 1]
+    """
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    if i.shape != j.shape:
+        raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
+    if not i.size:
+        return np.empty(0, np.int64)
+    buf, start, end = pack(strings)
+    chars = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
+    return _run(buf, start[i], end[i], buf, start[j], end[j], chars, parallel)
 
 
 def _token_ids(texts: Sequence[str], vocab: dict[str, int]) -> list[np.ndarray]:

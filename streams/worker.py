@@ -42,7 +42,7 @@ from faust.types import EventT, StreamT
 from metrics.embedding_cache import CachedEncoder
 from metrics.encoder import load_encoder
 from metrics.levenshtein import warm_up
-from metrics.novelty import RecentOutputs, novelty
+from metrics.novelty import RecentOutputs, novelty, novelty_many
 from metrics.refresh import ask_key, within_window
 from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
@@ -78,6 +78,12 @@ class WorkerCounters:
     skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)
     embedded: int = 0  # generations embedded and scored
     embedding_errors: int = 0  # generations stored without embedding scores because encoding failed (logged)
+    novelty_errors: int = 0  # generations stored without novelty because computing it failed (logged)
+    # where the batches' time went on the event loop (seconds, summed): scoring (parse, join, rules, novelty),
+    # waiting for the embeddings once scored (> 0: the model is the limit), writing (state, DLQ, Parquet)
+    seconds_scoring: float = 0.0
+    seconds_waiting_for_embeddings: float = 0.0
+    seconds_writing: float = 0.0
 
 
 @dataclass
@@ -161,6 +167,7 @@ class BatchProcessor:
         # the latest generation per (session, app, route, normalized input), for refreshes
         self.asks = ExpiringTable(asks if asks is not None else {}, self.settings.refresh_window_s)
         self._encoder_thread = ThreadPoolExecutor(1, "evalstream-encode")
+        self._novelty_thread = ThreadPoolExecutor(1, "evalstream-novelty")
         self.join = join
         self.dlq_topic = dlq_topic
         self.sinks = sinks
@@ -216,17 +223,59 @@ class BatchProcessor:
         _, generation_id, _, model, prompt_version = before[-1]
         return refresh_scores(event, generation_id, model, prompt_version)
 
-    def _novelty(
-        self, event: GenerationEvent, part: PartitionBatch, recent: dict[str, tuple[RecentOutputs, PartitionBatch]]
-    ) -> float | None:
-        """Novelty against the recent outputs of the same app and route seen on this partition."""
-        key = f"{part.partition}:{event.app}:{event.route}"
-        state = recent[key][0] if key in recent else None
-        if state is None:
-            state = RecentOutputs(self.settings.novelty_k, tuple(self.recent.get(key) or ()))
-        value = novelty(event.output, state)
-        recent[key] = (state.update(event.output), part)
-        return value
+    def _start_novelty(
+        self, begun: BegunBatch
+    ) -> tuple[dict[str, list[int]], dict[str, EventT], asyncio.Future[dict[str, Any]]]:
+        """The novelty of the batch's generations, on the novelty thread: one Numba call per app and route.
+
+        Each is compared with the recent outputs of the same app and route seen on its partition (state read
+        here, after the previous batch wrote its own back). Returns the generations (indices in ``to_embed``)
+        per state key, an event of each key's partition (whose changelog the new state goes to), and the
+        future of ``{key: (values, new state)}``. Every valid generation joins the state, also one that a
+        later step sends to the dead-letter topic (a bug, not bad input: input errors are found in ``begin``).
+        """
+        keys: dict[str, list[int]] = {}
+        owners: dict[str, EventT] = {}
+        for ev, index in zip(begun.batch, begun.embed_at, strict=True):
+            if index is not None:
+                gen = begun.to_embed[index]
+                key = f"{ev.message.partition}:{gen.app}:{gen.route}"
+                keys.setdefault(key, []).append(index)
+                owners[key] = ev
+        k = self.settings.novelty_k
+        jobs = [
+            (key, [begun.to_embed[i].output for i in indices], RecentOutputs(k, tuple(self.recent.get(key) or ())))
+            for key, indices in keys.items()
+        ]
+
+        def run() -> dict[str, Any]:
+            return {key: novelty_many(outputs, state) for key, outputs, state in jobs}
+
+        return keys, owners, asyncio.get_running_loop().run_in_executor(self._novelty_thread, run)
+
+    async def _novelty(
+        self, begun: BegunBatch, keys: dict[str, list[int]], job: asyncio.Future[dict[str, Any]]
+    ) -> tuple[dict[int, float | None], dict[str, RecentOutputs]]:
+        """Novelty per index in ``to_embed`` and the new state per key; one by one if the batch call fails."""
+        try:
+            done = await job
+        except Exception:
+            log.exception("novelty of a batch failed; computing it output by output")
+            done = {}
+            for key, indices in keys.items():
+                state = RecentOutputs(self.settings.novelty_k, tuple(self.recent.get(key) or ()))
+                values: list[float | None] = []
+                for i in indices:
+                    try:
+                        values.append(novelty(begun.to_embed[i].output, state))
+                    except Exception as exc:
+                        log.error("generation %s stored without novelty: %s", begun.to_embed[i].generation_id, exc)
+                        self.counters.novelty_errors += 1
+                        values.append(None)
+                    state = state.update(begun.to_embed[i].output)
+                done[key] = (values, state)
+        by_index = {i: v for key, indices in keys.items() for i, v in zip(indices, done[key][0], strict=True)}
+        return by_index, {key: state for key, (_, state) in done.items()}
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One batch, start to end (the agent overlaps :meth:`begin` of the next batch with :meth:`complete`)."""
@@ -258,14 +307,16 @@ class BatchProcessor:
 
     async def complete(self, begun: BegunBatch) -> None:
         """Pass 2 (join, score, state) while the embeddings run, then their scores, then durable Parquet."""
+        started = time.perf_counter()
         batch, parsed, to_embed, embed_at, embedding, t0 = (
             begun.batch, begun.parsed, begun.to_embed, begun.embed_at, begun.embedding, begun.t0,
         )  # fmt: skip
         parts: dict[tuple[str, int], PartitionBatch] = {}
         deliveries = []
         edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
-        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
-        recent: dict[str, tuple[RecentOutputs, PartitionBatch]] = {}  # written back once per key per batch
+        scored: list[tuple[PartitionBatch, GenerationEvent, int]] = []  # generations + index in to_embed
+        # novelty runs on its own thread meanwhile (Numba, no GIL); its scores are added after the loop
+        novelty_keys, novelty_owners, novelty_job = self._start_novelty(begun)
         store_text = self.settings.store_text
         now = time.time()
         for ev, event_or_error, index in zip(batch, parsed, embed_at, strict=True):
@@ -290,10 +341,7 @@ class BatchProcessor:
                 if isinstance(event, GenerationEvent):
                     scores += self._refresh(event, msg.partition, msg.offset, now)
                 if index is not None:
-                    gen = to_embed[index]  # this event
-                    value = self._novelty(gen, part, recent)
-                    scores += novelty_scores(gen, value)
-                    generations.append((part, gen, value, index))
+                    scored.append((part, to_embed[index], index))
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
@@ -320,13 +368,21 @@ class BatchProcessor:
         for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
             part.scores.extend(score_row(s) for s in scores)
             self.counters.scores += len(scores)
+        novelty_of, recent = await self._novelty(begun, novelty_keys, novelty_job)
+        generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
+        for part, gen, index in scored:
+            value = novelty_of[index]
+            rows = novelty_scores(gen, value)
+            part.scores.extend(score_row(s) for s in rows)
+            self.counters.scores += len(rows)
+            generations.append((part, gen, value, index))
         t1 = time.perf_counter()
         if embedding is not None:
             await self._embed(generations, embedding)
         t2 = time.perf_counter()
-        for key, (outputs, part) in recent.items():
-            _as_current_event(part.last_event)  # the key belongs to this partition's changelog
-            self.recent[key] = list(outputs.outputs)
+        for key, state in recent.items():
+            _as_current_event(novelty_owners[key])  # the key belongs to this partition's changelog
+            self.recent[key] = list(state.outputs)
         for part in parts.values():
             _as_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
@@ -337,10 +393,15 @@ class BatchProcessor:
             self._check_contiguous(part)
         # partitions are independent files: write them side by side (their fsyncs overlap)
         await asyncio.gather(*(self._write_until_durable(part) for part in parts.values()))
-        self.counters.batches += 1
+        t3 = time.perf_counter()
+        c = self.counters
+        c.batches += 1
+        c.seconds_scoring = round(c.seconds_scoring + t1 - started, 3)
+        c.seconds_waiting_for_embeddings = round(c.seconds_waiting_for_embeddings + t2 - t1, 3)
+        c.seconds_writing = round(c.seconds_writing + t3 - t2, 3)
         log.debug(
-            "batch of %d events: score %.3fs, embed %.3fs, write %.3fs",
-            len(batch), t1 - t0, t2 - t1, time.perf_counter() - t2,
+            "batch of %d events: begun %.3fs before, score %.3fs, embed %.3fs, write %.3fs",
+            len(batch), started - t0, t1 - started, t2 - t1, t3 - t2,
         )  # fmt: skip
 
     def _start_embedding(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded] | None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rapidfuzz.distance import Levenshtein
 
 from metrics.levenshtein import (
+    distance_index_pairs,
     distance_one_to_many,
     distance_pairs,
     pack,
@@ -79,6 +80,23 @@ def test_dissimilar_novelty_candidates_match_rapidfuzz(length: int, seed: int, c
 
     x, candidates = text(), [text() for _ in range(count)]
     assert distance_one_to_many(x, candidates).tolist() == [Levenshtein.distance(x, c) for c in candidates]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXT, min_size=1, max_size=12), st.data())
+def test_index_pairs_match_rapidfuzz(strings: list[str], data: st.DataObject) -> None:
+    index = st.integers(0, len(strings) - 1)
+    pairs = data.draw(st.lists(st.tuples(index, index), max_size=60))
+    i = np.array([p[0] for p in pairs], np.int64)
+    j = np.array([p[1] for p in pairs], np.int64)
+    expected = [Levenshtein.distance(strings[a], strings[b]) for a, b in pairs]
+    assert distance_index_pairs(strings, i, j).tolist() == expected
+    assert distance_index_pairs(strings, i, j, parallel=False).tolist() == expected
+
+
+def test_index_pairs_reject_mismatched_indices() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        distance_index_pairs(["a", "b"], np.array([0, 1]), np.array([0]))
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from streams.schema import validate_event
@@ -113,3 +114,10 @@ def test_regenerate_marks_the_original_generation() -> None:
         "e4",
         "answer",
     )
+
+
+def test_generation_ref_round_trips_every_field() -> None:
+    """to_dict is written out by hand (speed): it must still hold every field, as asdict would."""
+    ref = GenerationRef("g1", "app", "route", "model", "v2", "the output")
+    assert ref.to_dict() == dataclasses.asdict(ref)
+    assert GenerationRef.from_dict(ref.to_dict()) == ref

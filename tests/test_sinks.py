@@ -203,12 +203,11 @@ def test_connect_during_a_replay_that_emptied_a_dataset(tmp_path: Path) -> None:
 
 
 def test_score_row_has_every_score_field() -> None:
-    from dataclasses import asdict
     from datetime import datetime
 
     from sinks.records import SCORES_SCHEMA, score_row
     from streams.scoring import Score
 
     score = Score("e", "g", datetime(2026, 11, 25), "app", "route", "model", "v1", "novelty", 0.25)
-    assert score_row(score) == asdict(score)
+    assert score_row(score) == score._asdict()
     assert list(score_row(score)) == SCORES_SCHEMA.names
