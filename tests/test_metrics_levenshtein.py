@@ -157,3 +157,22 @@ def test_hash_table_slots_are_reused_across_many_pairs() -> None:
     a = ["".join(rng.choice(wide) for _ in range(rng.choice((40, 100, 300, 700)))) for _ in range(400)]
     b = [edit_script(s, rng, rng.randint(1, 60), alphabet=wide) for s in a]
     assert distance_pairs(a, b).tolist() == [Levenshtein.distance(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def test_warm_up_compiles_every_form_the_worker_uses() -> None:
+    """After warm_up, no call shape (even/uneven lengths, one-to-many, index pairs, parallel) compiles again:
+    a new specialisation in the worker's first batch costs seconds of compilation there."""
+    from metrics import levenshtein
+    from metrics.novelty import RecentOutputs, novelty, novelty_many
+
+    levenshtein.warm_up()
+    kernels = (levenshtein._chunk_distances, levenshtein._distances)
+    before = [list(k.signatures) for k in kernels]
+    texts = ["short", "x" * 3000, "héllo wörld 😀" * 20, "a"]
+    novelty_many(texts * 20, RecentOutputs(32, tuple(texts)))
+    novelty_many(["abc", "abd"] * 200, RecentOutputs(32), parallel=True)
+    novelty("x" * 3000, RecentOutputs(32, tuple(texts)))
+    distance_pairs(texts, texts[::-1])
+    distance_pairs(["x" * 40_000, "y"], ["z", "w"])
+    distance_one_to_many("héllo", texts * 100)
+    assert [list(k.signatures) for k in kernels] == before
