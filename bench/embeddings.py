@@ -99,6 +99,7 @@ def stage(
     Steady state only: from the moment every partition has had its first batch (so start-up, the group's
     rebalances and each worker's first batch do not count) to the last batch.
     """
+    from sinks.parquet import parse_file_name
     from streams.broker import LocalBroker
     from streams.evalconfig import EXAMPLE_CONFIG
     from streams.launch import spawn_cli, stop, wait_for
@@ -163,10 +164,13 @@ def stage(
             if "counters at shutdown: " in log:
                 print(f"worker {i}: {log.split('counters at shutdown: ')[-1].splitlines()[0]}")
         stamps: dict[datetime, int] = {}  # embedded_at -> rows: one stamp per worker batch
-        first_per_partition: dict[str, datetime] = {}  # the files are named <topic>-<partition>-<offsets>
+        first_per_partition: dict[int, datetime] = {}
         for path in counted:
             column: list[datetime] = pq.read_table(path, columns=["embedded_at"]).column(0).to_pylist()
-            partition = path.name[len(settings.events_topic) + 1 :].split("-")[0]
+            span = parse_file_name(path.name)
+            if span is None:
+                raise SystemExit(f"{path} is not named like the sinks' files")
+            partition = span.partition
             first = min(column)
             if partition not in first_per_partition or first < first_per_partition[partition]:
                 first_per_partition[partition] = first

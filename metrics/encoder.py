@@ -145,12 +145,15 @@ def load_tokenizer() -> Any:
     return tokenizer
 
 
-def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text, in parallel threads (``encode_batch`` releases the GIL)."""
+def tokenized(tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """Token ids of each text (in parallel threads: ``encode_batch`` releases the GIL), their lengths, and
+    the text indices longest first (stable), for batches with little padding, as sentence-transformers makes."""
     try:
-        return [e.ids for e in tokenizer.encode_batch(list(texts))]
+        ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
     except TypeError:  # a lone surrogate (valid in JSON, not in UTF-8): encode it as U+FFFD
-        return [e.ids for e in tokenizer.encode_batch(sanitize(texts))]
+        ids = [e.ids for e in tokenizer.encode_batch(sanitize(texts))]
+    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+    return ids, lengths, np.argsort(-lengths, kind="stable")
 
 
 def padded(ids: Sequence[Sequence[int]], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,9 +261,7 @@ class DirectTorchEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         torch = self.torch
-        ids = token_ids(self.tokenizer, texts)
-        lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
-        order = np.argsort(-lengths, kind="stable")
+        ids, lengths, order = tokenized(self.tokenizer, texts)
         out = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             rows = self._to_device(order)
@@ -337,9 +338,7 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         if not texts:
             return out
-        ids = token_ids(self.tokenizer, texts)
-        lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
-        order = np.argsort(-lengths, kind="stable")  # long first, like sentence-transformers: little padding
+        ids, lengths, order = tokenized(self.tokenizer, texts)
         if int8 is not None:
             long = order[lengths[order] >= self.int8_min_tokens]
             short = order[lengths[order] < self.int8_min_tokens]

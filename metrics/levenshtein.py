@@ -127,6 +127,26 @@ def _lane(
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _two_lanes(
+    a: np.ndarray, b: np.ndarray, idx: np.ndarray, q: int, count: int, from_a: np.ndarray,
+    p_start: np.ndarray, p_len: np.ndarray, t_start: np.ndarray, t_len: np.ndarray,
+) -> tuple[
+    int, int, bool, np.ndarray, int, int, np.ndarray, int, int, np.ndarray, int, int, np.ndarray, int, int
+]:  # fmt: skip
+    """Pairs ``idx[q]`` and ``idx[q + 1]`` for the two-lane kernels: ``(j1, j2, two, *lane 1, *lane 2)``, each
+    lane as :func:`_lane` gives it. Without a second pair (``two`` False), lane 2 repeats lane 1 with both
+    lengths 0, so it runs no step."""
+    j1 = idx[q]
+    two = q + 1 < count
+    j2 = idx[q + 1] if two else j1
+    s1, s1_0, s1_n, l1, l1_0, l1_n = _lane(a, b, j1, from_a, p_start, p_len, t_start, t_len)
+    s2, s2_0, s2_n, l2, l2_0, l2_n = _lane(a, b, j2, from_a, p_start, p_len, t_start, t_len)
+    if not two:
+        s2_n = l2_n = 0
+    return j1, j2, two, s1, s1_0, s1_n, l1, l1_0, l1_n, s2, s2_0, s2_n, l2, l2_0, l2_n
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _word_step(X: np.uint64, VP: np.uint64, VN: np.uint64, s: np.uint64) -> tuple[np.uint64, np.uint64, np.int64]:
     """One text character of Myers/Hyyrö in one word: the new VP, VN and the change of the score (bit s)."""
     D0 = (((X & VP) + VP) ^ VP) | X | VN
@@ -172,13 +192,9 @@ def _single_words(
     used1 = np.empty(64, np.int64)
     used2 = np.empty(64, np.int64)
     for q in range(0, count, 2):
-        i1 = idx[q]
-        two = q + 1 < count
-        i2 = idx[q + 1] if two else i1
-        p1, ps1, m1, t1, ts1, n1 = _lane(a, b, i1, from_a, p_start, p_len, t_start, t_len)
-        p2, ps2, m2, t2, ts2, n2 = _lane(a, b, i2, from_a, p_start, p_len, t_start, t_len)
-        if not two:
-            m2 = n2 = 0
+        i1, i2, two, p1, ps1, m1, t1, ts1, n1, p2, ps2, m2, t2, ts2, n2 = _two_lanes(
+            a, b, idx, q, count, from_a, p_start, p_len, t_start, t_len
+        )
         u1 = _set_bits(p1, ps1, m1, 0, direct1, keys1, wide1, used1)
         u2 = _set_bits(p2, ps2, m2, 0, direct2, keys2, wide2, used2)
         VP1 = _ALL
@@ -247,14 +263,10 @@ def _small_bands(
     used1 = np.empty(max_len, np.int64)
     used2 = np.empty(max_len, np.int64)
     for q in range(0, count, 2):
-        i1 = idx[q]
-        two = q + 1 < count
-        i2 = idx[q + 1] if two else i1
         # the longer string is the pattern (P) here, the shorter the text (T)
-        T1, ts1, tlen1, P1, ps1, plen1 = _lane(a, b, i1, from_a, p_start, p_len, t_start, t_len)
-        T2, ts2, tlen2, P2, ps2, plen2 = _lane(a, b, i2, from_a, p_start, p_len, t_start, t_len)
-        if not two:
-            tlen2 = plen2 = 0
+        i1, i2, two, T1, ts1, tlen1, P1, ps1, plen1, T2, ts2, tlen2, P2, ps2, plen2 = _two_lanes(
+            a, b, idx, q, count, from_a, p_start, p_len, t_start, t_len
+        )
         u1 = _set_bits(P1, ps1, plen1, 64, direct1, keys1, wide1, used1)
         u2 = _set_bits(P2, ps2, plen2, 64, direct2, keys2, wide2, used2)
         VP1 = _ALL << np.uint64(64 - k - 1)
@@ -534,10 +546,9 @@ def _chunk_distances(
         if max_m > 512:
             max_wide = 1
             for q in range(n_blocks):
-                j = blocks[q]
-                p = a if from_a[j] else b
+                p, p0, m, _, _, _ = _lane(a, b, blocks[q], from_a, p_start, p_len, t_start, t_len)
                 wide = 0
-                for i in range(p_start[j], p_start[j] + p_len[j]):
+                for i in range(p0, p0 + m):
                     if p[i] >= _DIRECT:
                         wide += 1
                 max_wide = max(max_wide, wide)
@@ -552,14 +563,11 @@ def _chunk_distances(
         scores = np.empty(n_w, np.int64)
         for q in range(n_blocks):
             j = blocks[q]
-            p = a if from_a[j] else b
-            t = b if from_a[j] else a
-            k = t_len[j] - p_len[j] + 16
-            if q >= fresh and p_len[j] <= _RETRY_FULL:  # more than _SMALL_K apart, few words: one full pass
-                k = t_len[j] + p_len[j]
-            res[j] = _blocked(
-                p, p_start[j], p_len[j], t, t_start[j], t_len[j], direct, keys, hashed, used, vp, vn, scores, k
-            )
+            p, p0, m, t, t0, n = _lane(a, b, j, from_a, p_start, p_len, t_start, t_len)
+            k = n - m + 16
+            if q >= fresh and m <= _RETRY_FULL:  # more than _SMALL_K apart, few words: one full pass
+                k = n + m
+            res[j] = _blocked(p, p0, m, t, t0, n, direct, keys, hashed, used, vp, vn, scores, k)
     out[lo:hi] = res
 
 

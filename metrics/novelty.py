@@ -1,7 +1,7 @@
 """Novelty / repetition: how far a new output is from the K most recent outputs of the same app and route.
 
 ``novelty = min over recent outputs of normalized edit distance`` (0 = an exact repeat, 1 = nothing in common),
-computed with the one-vs-many Numba kernel. The state is the tuple of recent outputs, newest last.
+computed with the Numba kernels. The state is the tuple of recent outputs, newest last.
 
 Example::
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metrics.levenshtein import distance_index_pairs, distance_one_to_many
+from metrics.levenshtein import distance_index_pairs
 
 DEFAULT_K = 32
 
@@ -46,14 +46,7 @@ class RecentOutputs:
 
 def novelty(output: str, recent: RecentOutputs) -> float | None:
     """Minimum normalized distance from ``output`` to the recent outputs; None when there are none."""
-    if not recent.outputs:
-        return None
-    distances = distance_one_to_many(output, list(recent.outputs))
-    best = 1.0
-    for other, d in zip(recent.outputs, distances, strict=True):
-        longest = max(len(output), len(other))
-        best = min(best, (int(d) / longest) if longest else 0.0)
-    return best
+    return novelty_many([output], recent)[0][0]
 
 
 def novelty_many(

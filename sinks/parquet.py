@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,6 +39,25 @@ _NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<l
 
 def file_name(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
     return f"{topic}-{partition:05d}-{first_offset:020d}-{last_offset:020d}.parquet"
+
+
+class FileSpan(NamedTuple):
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+def parse_file_name(name: str) -> FileSpan | None:
+    """What :func:`file_name` encoded; None for any other name.
+
+    >>> parse_file_name(file_name("llm.events", 3, 10, 42))
+    FileSpan(topic='llm.events', partition=3, first_offset=10, last_offset=42)
+    """
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    return FileSpan(match["topic"], int(match["partition"]), int(match["first"]), int(match["last"]))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -118,9 +137,9 @@ class PartitionedParquetWriter:
             if path.name.startswith(f".{prefix}") and path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)  # a crash mid-write
                 continue
-            match = _NAME.match(path.name)
-            if match and path.name.startswith(prefix):
-                found.add((int(match["first"]), int(match["last"]), path.name))
+            span = parse_file_name(path.name)
+            if span is not None and path.name.startswith(prefix):
+                found.add((span.first_offset, span.last_offset, path.name))
         return sorted(found)
 
     def _write_atomic(self, folder: Path, name: str, table: pa.Table) -> Path:

