@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         default=None, description="Where ONNX exports go; default ~/.cache/evalstream/models."
     )
+    producer_linger_s: float = Field(
+        default=0.01, ge=0, le=1, description="The worker's writes to Kafka (changelogs, DLQ) wait this long to batch."
+    )
+    producer_max_batch_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=1024 * 1024, description="Largest batch of one such produce request."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -19,7 +19,7 @@ from streams.embedding_stage import EmbeddingScorer
 from streams.evalconfig import ReferenceBook
 from streams.join import GenerationJoin
 from streams.settings import Settings
-from streams.worker import BatchProcessor, ParquetSinks, WorkerCounters
+from streams.worker import BatchProcessor, ParquetSinks, WorkerCounters, create_app
 
 POISON = "this output breaks the encoder"
 
@@ -157,3 +157,13 @@ def test_refreshes_mark_the_earlier_generation_once_and_survive_a_replay(tmp_pat
     assert (s1.successes, s1.trials, s2.successes, s2.trials) == (2, 6, 0, 1)
     assert run() == expected  # the same batch again (a replay after a crash): same rows, no self-refresh
     assert counters.refreshes == 4
+
+
+def test_the_worker_batches_its_own_kafka_writes(tmp_path: Path) -> None:
+    """Changelog and DLQ writes go out in batches: the producer settings reach Faust's aiokafka producer."""
+    settings = Settings(data_dir=tmp_path, embed_backend="off", producer_linger_s=0.02, producer_max_batch_bytes=65536)
+    app = create_app(settings, partitions=1)
+    assert (app.conf.producer_linger, app.conf.producer_max_batch_size) == (0.02, 65536)
+    assert (app.producer.linger_ms, app.producer.max_batch_size) == (20, 65536)
+    default = create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1)
+    assert default.producer.linger_ms == 10
