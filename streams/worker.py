@@ -526,11 +526,16 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         # table changelogs and the DLQ in fewer, larger produce requests (Faust's default sends each message as
-        # soon as it is queued). 2 cores, embeddings off: 1,875-2,022 -> 2,245-2,313 generations/s; in
+        # soon as it is queued). 2 cores, embeddings off: 1,875-2,022 -> 2,245-2,476 generations/s; in
         # bench/embeddings.py the broker's CPU 0.044 -> 0.015 cores
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
     )
+    # A batch writes ~2 table entries per event at once. Faust's producer buffer holds 100 before it stalls the
+    # stream, with a warning per 100 sent ("producer buffer full": 100-124 per 20,000 events, and no faster).
+    # Room for two batches' writes keeps them out of the log.
+    buffer = app.producer.buffer
+    buffer.max_messages = max(buffer.max_messages, 4 * settings.flush_max_events)
     source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     table = app.Table("generations", default=None, partitions=partitions)  # JSON keys and values
@@ -552,11 +557,6 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
 
     @app.agent(source, name="evaluate")  # type: ignore[untyped-decorator]
     async def evaluate(stream: StreamT) -> None:
-        # A batch writes ~2 table entries per event at once. Faust's producer buffer holds 100 before it stalls
-        # the stream, with a warning per 100 sent ("producer buffer full": 100-124 per 20,000 events, and no
-        # faster). Room for two batches' writes keeps them out of the log.
-        buffer = app.producer.buffer
-        buffer.max_messages = max(buffer.max_messages, 4 * settings.flush_max_events)
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_patches.py)")
         batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s, ack=False)
