@@ -107,9 +107,17 @@ def alternate(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
 
 
 def stage(
-    encoder_backend: str, texts: list[str], batch_size: int, generations: int, flush: int, workers: int = 1
+    encoder_backend: str,
+    texts: list[str],
+    batch_size: int,
+    generations: int,
+    flush: int,
+    workers: int = 1,
+    embed_process: bool = True,
 ) -> dict[str, float]:
     """Generations → Kafka → ``workers`` worker processes (one consumer group); sentences/s from embedded_at.
+
+    ``embed_process``: each worker runs the model in its own child process (the default), or in its own process.
 
     Steady state only: from the moment every partition has had its first batch (so start-up, the group's
     rebalances and each worker's first batch do not count) to the last batch.
@@ -133,6 +141,7 @@ def stage(
         bootstrap_servers=bootstrap, events_topic=f"bench.embeddings.{tag}", worker_id=f"bench-emb-{tag}",
         data_dir=work / "data", topic_partitions=max(4, workers), flush_max_events=flush, flush_interval_s=2.0,
         eval_config=EXAMPLE_CONFIG, embed_backend=encoder_backend, embed_batch_size=batch_size,  # type: ignore[arg-type]
+        embed_process=embed_process,
     )  # fmt: skip
     try:
         ensure_topics(settings)
@@ -214,6 +223,13 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes in the stage's consumer group (scale-out beside a GPU)"
     )
+    parser.add_argument(
+        "--placement",
+        choices=("process", "worker", "both"),
+        default="process",
+        help="where the stage's model runs: a child process of the worker (the default, "
+        "EVALSTREAM_EMBED_PROCESS=true), the worker's own process, or both side by side in each round",
+    )
     args = parser.parse_args()
 
     gpu = cuda_available()
@@ -267,32 +283,36 @@ def main() -> int:
             for i in range(0, len(stage_texts), per_call):
                 chosen.encode(stage_texts[i : i + per_call])
 
-        # Rounds of (raw one call, raw in calls, stage), side by side: the ratio of each round, then medians
-        rounds: list[tuple[float, float, dict[str, float]]] = []
+        placements = ["process", "worker"] if args.placement == "both" else [args.placement]
+        # Rounds of (raw one call, raw in calls, stage per placement), side by side: each round's ratios, then medians
+        rounds: dict[str, list[tuple[float, float, dict[str, float]]]] = {p: [] for p in placements}
         for r in range(args.repeats):
             one_s, calls_s = alternate([lambda: chosen.encode(stage_texts), in_calls], 1)
-            got = stage(backend, texts, batch, args.generations, args.flush, args.workers)
             one, calls = len(stage_texts) / one_s, len(stage_texts) / calls_s
-            rounds.append((one, calls, got))
+            for placement in placements if r % 2 == 0 else placements[::-1]:
+                got = stage(backend, texts, batch, args.generations, args.flush, args.workers, placement == "process")
+                rounds[placement].append((one, calls, got))
+                print(
+                    f"round {r + 1}, model in the {placement}: stage {got['rate']:.0f} sentences/s "
+                    f"({got['batches']:.0f} batches of <= {args.flush}, steady state {got['span']:.1f}s); "
+                    f"raw one call {one:.0f}, {per_call} texts per call {calls:.0f}; "
+                    f"stage / raw = {got['rate'] / one:.2f} / {got['rate'] / calls:.2f}"
+                )
+        for placement, done in rounds.items():
+            rate = statistics.median(g["rate"] for _, _, g in done)
+            raw_one = statistics.median(one for one, _, _ in done)
+            raw_calls = statistics.median(calls for _, calls, _ in done)
+            ratio_one = statistics.median(g["rate"] / one for one, _, g in done)
+            ratio_calls = statistics.median(g["rate"] / calls for _, calls, g in done)
             print(
-                f"round {r + 1}: stage {got['rate']:.0f} sentences/s ({got['batches']:.0f} batches of <= {args.flush}, "
-                f"steady state {got['span']:.1f}s); raw one call {one:.0f}, {per_call} texts per call {calls:.0f}; "
-                f"stage / raw = {got['rate'] / one:.2f} / {got['rate'] / calls:.2f}"
+                f"\nstage: {args.generations} generations ({len(stage_texts)} texts) via Kafka and {args.workers} "
+                f"worker(s), model in the {placement}, median of {len(done)} rounds: {rate:.0f} sentences/s\n"
+                f"raw encode of the same texts, same backend, one call:            {raw_one:.0f} sentences/s; "
+                f"stage / raw (median of the rounds' ratios) = {ratio_one:.3f} (target >= 0.9): "
+                f"{'MET' if ratio_one >= 0.9 else 'NOT MET'}\n"
+                f"raw encode of the same texts, same backend, {per_call} texts per call: {raw_calls:.0f} sentences/s; "
+                f"stage / raw = {ratio_calls:.3f}"
             )
-        rate = statistics.median(g["rate"] for _, _, g in rounds)
-        raw_one = statistics.median(one for one, _, _ in rounds)
-        raw_calls = statistics.median(calls for _, calls, _ in rounds)
-        ratio_one = statistics.median(g["rate"] / one for one, _, g in rounds)
-        ratio_calls = statistics.median(g["rate"] / calls for _, calls, g in rounds)
-        print(
-            f"\nstage: {args.generations} generations ({len(stage_texts)} texts) via Kafka and {args.workers} "
-            f"worker(s), median of {len(rounds)} rounds: {rate:.0f} sentences/s\n"
-            f"raw encode of the same texts, same backend, one call:            {raw_one:.0f} sentences/s; "
-            f"stage / raw (median of the rounds' ratios) = {ratio_one:.2f} (target >= 0.9): "
-            f"{'MET' if ratio_one >= 0.9 else 'NOT MET'}\n"
-            f"raw encode of the same texts, same backend, {per_call} texts per call: {raw_calls:.0f} sentences/s; "
-            f"stage / raw = {ratio_calls:.2f}"
-        )
     return 0
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     embed_int8_min_tokens: int = Field(default=64, ge=0, description="onnx-int8: shorter texts stay fp32.")
     embed_threads: int = Field(default=0, ge=0, description="ONNX batches encoded at once (0 = one per core).")
+    embed_process: bool = Field(
+        default=True, description="Run the model in a child process (no GIL shared with the event loop)."
+    )
     embed_cache_size: int = Field(default=20_000, ge=0, description="LRU cache of embeddings, in texts.")
     embed_inputs: bool = Field(default=True, description="Also embed inputs (relevance, stored embedding).")
     model_cache_dir: Path | None = Field(

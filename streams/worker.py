@@ -40,7 +40,7 @@ from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
 from metrics.embedding_cache import CachedEncoder
-from metrics.encoder import load_encoder
+from metrics.encoder import Encoder, load_encoder
 from metrics.levenshtein import warm_up
 from metrics.novelty import RecentOutputs, novelty, novelty_many
 from metrics.refresh import ask_key, within_window
@@ -49,6 +49,7 @@ from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_S
 from streams import faust_patches
 from streams.batching import ack_events, take_events_overlapped
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
+from streams.encoder_process import EncoderProcess
 from streams.evalconfig import ReferenceBook
 from streams.join import ExpiringTable, GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
@@ -482,13 +483,14 @@ def create_embedder(settings: Settings) -> EmbeddingScorer | None:
         return None
 
     started = time.perf_counter()
-    encoder = load_encoder(
-        settings.embed_backend,
-        settings.model_cache_dir,
-        batch_size=settings.embed_batch_size,
-        int8_min_tokens=settings.embed_int8_min_tokens,
-        threads=settings.embed_threads,
-    )
+    options: dict[str, Any] = {
+        "backend": settings.embed_backend,
+        "cache_dir": settings.model_cache_dir,
+        "batch_size": settings.embed_batch_size,
+        "int8_min_tokens": settings.embed_int8_min_tokens,
+        "threads": settings.embed_threads,
+    }
+    encoder: Encoder = EncoderProcess.start(**options) if settings.embed_process else load_encoder(**options)
     cached = CachedEncoder(encoder, settings.embed_cache_size)
     book = ReferenceBook(settings.eval_config, cached)
     if settings.eval_config is None:
@@ -509,7 +511,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
     log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)
     embedder = create_embedder(settings)
-    if embedder is not None:
+    if embedder is not None and not settings.embed_process:
         # The encoder's threads need the GIL briefly between model runs; hand it over sooner than every 5 ms.
         sys.setswitchinterval(0.0005)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
