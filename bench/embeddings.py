@@ -113,11 +113,12 @@ def stage(
     generations: int,
     flush: int,
     workers: int = 1,
-    embed_process: bool = True,
+    placement: str = "process",
 ) -> dict[str, float]:
     """Generations → Kafka → ``workers`` worker processes (one consumer group); sentences/s from embedded_at.
 
-    ``embed_process``: each worker runs the model in its own child process (the default), or in its own process.
+    ``placement``: each worker runs the model in a child process of its own (``process``, the default), in
+    itself (``worker``), or all share one ``evalstream encoder`` (``server``).
 
     Steady state only: from the moment every partition has had its first batch (so start-up, the group's
     rebalances and each worker's first batch do not count) to the last batch.
@@ -141,7 +142,7 @@ def stage(
         bootstrap_servers=bootstrap, events_topic=f"bench.embeddings.{tag}", worker_id=f"bench-emb-{tag}",
         data_dir=work / "data", topic_partitions=max(4, workers), flush_max_events=flush, flush_interval_s=2.0,
         eval_config=EXAMPLE_CONFIG, embed_backend=encoder_backend, embed_batch_size=batch_size,  # type: ignore[arg-type]
-        embed_process=embed_process,
+        embed_process=placement == "process", embed_server=work / "encoder.sock" if placement == "server" else None,
     )  # fmt: skip
     try:
         ensure_topics(settings)
@@ -157,6 +158,7 @@ def stage(
 
         with Publisher(bootstrap, settings.events_topic) as pub:
             pub.publish_many(generation(i) for i in range(generations))
+        server = spawn_cli(["encoder"], settings.to_env(), work / "encoder.log") if placement == "server" else None
         procs = [spawn_cli(["worker"], settings.to_env(), work / f"worker-{i}.log") for i in range(workers)]
         counted: dict[Path, int] = {}
 
@@ -183,6 +185,8 @@ def stage(
         finally:
             for proc in procs:
                 stop(proc)
+            if server is not None:
+                stop(server)
         for i in range(workers):  # where each worker's event loop spent the run (logged at shutdown)
             log = (work / f"worker-{i}.log").read_text(errors="replace")
             if "counters at shutdown: " in log:
@@ -225,12 +229,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--placement",
-        choices=("process", "worker", "both"),
         default="process",
-        help="where the stage's model runs: a child process of the worker (the default, "
-        "EVALSTREAM_EMBED_PROCESS=true), the worker's own process, or both side by side in each round",
+        help="where the stage's model runs, comma-separated placements measured side by side in each round: "
+        "process (a child process of each worker, the default), worker (in the worker itself, "
+        "EVALSTREAM_EMBED_PROCESS=false), server (one `evalstream encoder` shared by the workers)",
     )
     args = parser.parse_args()
+    if not {p.strip() for p in args.placement.split(",")} <= {"process", "worker", "server"}:
+        parser.error(f"--placement: process, worker and/or server, comma-separated; not {args.placement!r}")
 
     gpu = cuda_available()
     batch = args.batch_size or (256 if gpu else 32)
@@ -283,14 +289,14 @@ def main() -> int:
             for i in range(0, len(stage_texts), per_call):
                 chosen.encode(stage_texts[i : i + per_call])
 
-        placements = ["process", "worker"] if args.placement == "both" else [args.placement]
+        placements = [p.strip() for p in args.placement.split(",")]
         # Rounds of (raw one call, raw in calls, stage per placement), side by side: each round's ratios, then medians
         rounds: dict[str, list[tuple[float, float, dict[str, float]]]] = {p: [] for p in placements}
         for r in range(args.repeats):
             one_s, calls_s = alternate([lambda: chosen.encode(stage_texts), in_calls], 1)
             one, calls = len(stage_texts) / one_s, len(stage_texts) / calls_s
             for placement in placements if r % 2 == 0 else placements[::-1]:
-                got = stage(backend, texts, batch, args.generations, args.flush, args.workers, placement == "process")
+                got = stage(backend, texts, batch, args.generations, args.flush, args.workers, placement)
                 rounds[placement].append((one, calls, got))
                 print(
                     f"round {r + 1}, model in the {placement}: stage {got['rate']:.0f} sentences/s "

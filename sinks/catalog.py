@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -72,12 +73,13 @@ def landed_counts(data_dir: str | Path) -> tuple[int, int]:
 
 
 def query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 3
+    con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 5
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Run ``sql`` and fetch all rows, retrying when a file vanished mid-query.
 
     During a replay the worker replaces files whose offset range it writes again (``sinks.parquet``); a query
-    that listed such a file a moment before gets an IO error. The files it finds next time are complete.
+    that listed such a file a moment before gets an IO error. The files it finds next time are complete; while
+    a replay writes batch after batch, the next try waits a little longer each time (10, 20, 40, 80 ms).
     """
     for attempt in range(attempts):
         try:
@@ -86,4 +88,5 @@ def query(
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
+            time.sleep(0.01 * 2**attempt)
     raise AssertionError("unreachable")

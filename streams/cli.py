@@ -4,6 +4,7 @@ Example::
 
     $ evalstream kafka start            # a local Apache Kafka broker, prints its bootstrap address
     $ evalstream worker                 # the Faust worker
+    $ evalstream encoder --socket PATH  # one embedding model shared by the workers of this machine
     $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
@@ -98,17 +99,63 @@ def worker() -> None:
     """Run the Faust worker (settings from EVALSTREAM_* environment variables)."""
     from metrics.encoder import ModelNotFoundError
     from streams.evalconfig import ConfigError
+    from streams.remote_encoder import RemoteEncoderError
     from streams.topics import TopicError
     from streams.worker import create_app, run_worker
 
     settings = get_settings()
     try:
         faust_app = create_app(settings)
-    except (TopicError, ConfigError, ModelNotFoundError) as exc:
+    except (TopicError, ConfigError, ModelNotFoundError, RemoteEncoderError) as exc:
         _fail(str(exc))
         return
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv
     run_worker(faust_app, loglevel=settings.log_level)
+
+
+@app.command()
+def encoder(
+    socket_path: Annotated[
+        Path | None, typer.Option("--socket", help="Unix socket to listen on (default EVALSTREAM_EMBED_SERVER)")
+    ] = None,
+) -> None:
+    """Serve one embedding model to every worker of this machine that sets EVALSTREAM_EMBED_SERVER to its socket.
+
+    The model comes from the EVALSTREAM_EMBED_* settings (backend, batch size, threads); runs until SIGTERM/Ctrl+C.
+    """
+    import logging
+    import signal
+
+    from metrics.encoder import ModelNotFoundError, load_encoder
+    from streams.encoder_server import EncoderServer, EncoderServerError
+
+    settings = get_settings()
+    path = socket_path or settings.embed_server
+    if path is None:
+        _fail("say where to listen: --socket PATH or EVALSTREAM_EMBED_SERVER=PATH")
+        return
+    if settings.embed_backend == "off":
+        _fail("EVALSTREAM_EMBED_BACKEND=off: there is no model to serve")
+        return
+    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    try:
+        model = load_encoder(
+            settings.embed_backend,
+            settings.model_cache_dir,
+            batch_size=settings.embed_batch_size,
+            int8_min_tokens=settings.embed_int8_min_tokens,
+            threads=settings.embed_threads,
+        )
+        server = EncoderServer(model, path)
+    except (ModelNotFoundError, EncoderServerError) as exc:
+        _fail(str(exc))
+        return
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    typer.echo(f"encoder server listening on {path} ({model.name}); stop with Ctrl+C", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
 
 
 @app.command()

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     embed_process: bool = Field(
         default=True, description="Run the model in a child process (no GIL shared with the event loop)."
     )
+    embed_server: Path | None = Field(
+        default=None,
+        description="Unix socket of a shared `evalstream encoder`: the worker uses it instead of its own model.",
+    )
     embed_cache_size: int = Field(default=20_000, ge=0, description="LRU cache of embeddings, in texts.")
     embed_inputs: bool = Field(default=True, description="Also embed inputs (relevance, stored embedding).")
     model_cache_dir: Path | None = Field(

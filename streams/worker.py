@@ -50,6 +50,7 @@ from streams import faust_patches
 from streams.batching import ack_events, take_events_overlapped
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
 from streams.encoder_process import EncoderProcess
+from streams.encoder_server import EncoderClient
 from streams.evalconfig import ReferenceBook
 from streams.join import ExpiringTable, GenerationJoin
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
@@ -490,7 +491,13 @@ def create_embedder(settings: Settings) -> EmbeddingScorer | None:
         "int8_min_tokens": settings.embed_int8_min_tokens,
         "threads": settings.embed_threads,
     }
-    encoder: Encoder = EncoderProcess.start(**options) if settings.embed_process else load_encoder(**options)
+    encoder: Encoder
+    if settings.embed_server is not None:  # the model (and its settings) are the server's
+        encoder = EncoderClient.connect(settings.embed_server)
+    elif settings.embed_process:
+        encoder = EncoderProcess.start(**options)
+    else:
+        encoder = load_encoder(**options)
     cached = CachedEncoder(encoder, settings.embed_cache_size)
     book = ReferenceBook(settings.eval_config, cached)
     if settings.eval_config is None:
@@ -511,7 +518,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
     log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)
     embedder = create_embedder(settings)
-    if embedder is not None and not settings.embed_process:
+    if embedder is not None and not settings.embed_process and settings.embed_server is None:
         # The encoder's threads need the GIL briefly between model runs; hand it over sooner than every 5 ms.
         sys.setswitchinterval(0.0005)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ import pytest
 from metrics.embedding_cache import CachedEncoder
 from metrics.encoder import ModelNotFoundError, load_encoder
 from metrics.onnx_export import default_cache_dir
-from streams.encoder_process import EncoderProcess, EncoderProcessError
+from streams.encoder_process import EncoderProcess
+from streams.remote_encoder import RemoteEncoderError
 from streams.settings import Settings
 from streams.worker import create_embedder
 
@@ -65,9 +66,9 @@ def test_the_child_encodes_what_the_encoder_does_in_process(process: EncoderProc
     assert process.encode([]).shape == (0, 384)
 
 
-def test_an_encoding_error_is_raised_in_the_parent_and_the_child_keeps_serving(process: EncoderProcess) -> None:
+def test_a_bad_request_is_an_error_in_the_parent_and_the_child_keeps_serving(process: EncoderProcess) -> None:
     pid = process.pid
-    with pytest.raises(EncoderProcessError, match="encoding failed in the encoder process: AttributeError"):
+    with pytest.raises(RemoteEncoderError, match="ProtocolError: bad request: texts must be a JSON array of strings"):
         process.encode(["fine", 42])  # type: ignore[list-item]
     assert process.pid == pid
     assert process.encode(TEXTS[:1]).shape == (1, 384)
@@ -80,10 +81,10 @@ def test_a_child_that_dies_is_reported_and_replaced() -> None:
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         assert _wait_gone(pid)
-        with pytest.raises(EncoderProcessError, match=r"died \(exit code -9\)"):
+        with pytest.raises(RemoteEncoderError, match=r"died, exit code -9"):
             enc.encode(TEXTS)
         after = enc.encode(TEXTS)  # a new child
-        assert enc.starts == 2 and enc.pid not in (None, pid)
+        assert enc.connects == 2 and enc.pid not in (None, pid)
         assert np.allclose(before, after, atol=1e-6)
 
 
