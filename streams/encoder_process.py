@@ -16,7 +16,7 @@ Failure handling:
 - an error while encoding is raised in the parent as :class:`RemoteEncoderError` with the child's message; the
   child keeps serving;
 - if the child dies, the call raises :class:`RemoteEncoderError` with its exit code and the next call starts a
-  new child (the worker then encodes that batch's generations one by one: see ``streams.worker``);
+  new child (the worker then encodes that batch again: see ``BatchProcessor._embed`` in ``streams.worker``);
 - the child ignores SIGINT (a Ctrl+C reaches the whole process group: the worker stops it itself) and exits as
   soon as the parent's end of the pipe closes, also when the parent was killed.
 

@@ -430,20 +430,26 @@ class BatchProcessor:
     ) -> None:
         """Score the batch's generations once their embeddings (started in pass 1) are ready.
 
-        If encoding the batch failed, each generation is encoded alone; one that still fails keeps its event
-        and other scores, is logged with the reason and counted in ``embedding_errors``.
+        If encoding the batch failed, it is encoded once more (an encoder process that died has been replaced
+        by then); if that fails too, each generation is encoded alone, and one that still fails keeps its
+        event and other scores, is logged with the reason and counted in ``embedding_errors``.
         """
         assert self.embedder is not None
         embedder = self.embedder
-        try:
-            vectors: Encoded | None = await embedding
-        except Exception:
-            log.exception("embedding a batch of %d generations failed; retrying one by one", len(generations))
-            vectors = None
         pairs = [(gen, value) for _, gen, value, _ in generations]
+        vectors: Encoded | None
+        try:
+            vectors = (await embedding).take([index for *_, index in generations])
+        except Exception:
+            log.exception("embedding a batch of %d generations failed; encoding it again", len(generations))
+            try:
+                vectors = await self._on_encoder_thread(embedder.encode, [gen for gen, _ in pairs])
+            except Exception:
+                log.exception("the batch failed again; encoding its %d generations one by one", len(pairs))
+                vectors = None
         results: list[Embedded | None] = []
         if vectors is not None:
-            results.extend(embedder.finish(pairs, vectors.take([index for *_, index in generations])))
+            results.extend(embedder.finish(pairs, vectors))
         else:
             for pair in pairs:
                 try:

@@ -167,3 +167,42 @@ def test_the_worker_batches_its_own_kafka_writes(tmp_path: Path) -> None:
     assert (app.producer.linger_ms, app.producer.max_batch_size) == (20, 65536)
     default = create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1)
     assert default.producer.linger_ms == 10
+
+
+def test_a_dead_encoder_process_is_replaced_and_the_batch_encoded_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import signal
+    import time
+
+    from metrics.onnx_export import default_cache_dir
+    from streams.encoder_process import EncoderProcess
+
+    settings = Settings(data_dir=tmp_path, embed_backend="off")
+    counters = WorkerCounters()
+    child = EncoderProcess.start("onnx", default_cache_dir())
+    encoder = CachedEncoder(child)
+    processor = BatchProcessor(
+        GenerationJoin({}, 3600), DeadLetters(), ParquetSinks(settings), counters, {}, settings,  # type: ignore[arg-type]
+        EmbeddingScorer(encoder, ReferenceBook(None, encoder)),
+    )  # fmt: skip
+    try:
+        first = [Event(Message("t", 0, i, None, _generation(i, f"answer number {i}"))) for i in range(3)]
+        asyncio.run(processor.process(first))  # type: ignore[arg-type]
+        pid = child.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        stat = Path(f"/proc/{pid}/stat")
+        while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.02)  # dead, not yet reaped by the EncoderProcess
+        second = [Event(Message("t", 0, i, None, _generation(i, f"answer number {i}"))) for i in range(3, 8)]
+        with caplog.at_level("WARNING"):
+            asyncio.run(processor.process(second))  # type: ignore[arg-type]
+    finally:
+        child.close()
+    assert (counters.embedded, counters.embedding_errors) == (8, 0)
+    assert child.connects == 2 and child.pid != pid
+    assert "encoding it again" in caplog.text and "one by one" not in caplog.text
+    con = connect(tmp_path)
+    assert con.execute("SELECT count(DISTINCT generation_id) FROM embeddings").fetchone() == (8,)
