@@ -118,6 +118,9 @@ def encoder(
     socket_path: Annotated[
         Path | None, typer.Option("--socket", help="Unix socket to listen on (default EVALSTREAM_EMBED_SERVER)")
     ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Encode calls on the model at once (2: one is tokenized while one runs)")
+    ] = 2,
 ) -> None:
     """Serve one embedding model to every worker of this machine that sets EVALSTREAM_EMBED_SERVER to its socket.
 
@@ -146,7 +149,7 @@ def encoder(
             int8_min_tokens=settings.embed_int8_min_tokens,
             threads=settings.embed_threads,
         )
-        server = EncoderServer(model, path)
+        server = EncoderServer(model, path, concurrency)
     except (ModelNotFoundError, EncoderServerError) as exc:
         _fail(str(exc))
         return

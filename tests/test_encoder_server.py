@@ -227,10 +227,17 @@ def test_the_encoder_command_serves_the_worker(sock: Path, tmp_path: Path) -> No
     assert not sock.exists()
 
 
-def test_the_encoder_command_needs_a_socket() -> None:
+def test_the_encoder_command_needs_a_socket_and_a_model(sock: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "EVALSTREAM_EMBED_SERVER"}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "encoder"], env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "streams.cli", "encoder"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 1 and "--socket PATH or EVALSTREAM_EMBED_SERVER" in done.stderr
+    off = {**env, "EVALSTREAM_EMBED_BACKEND": "off"}
+    done = subprocess.run([*cmd, "--socket", str(sock)], env=off, capture_output=True, text=True)
+    assert done.returncode == 1 and "no model to serve" in done.stderr
+    done = subprocess.run([*cmd, "--socket", str(sock), "--concurrency", "0"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "concurrency" in done.stderr
+    assert not sock.exists()
 
 
 @pytest.mark.integration
