@@ -10,8 +10,10 @@ For each batch:
    (``evalstream-reason``, ``evalstream-source``), and to the ``dlq`` dataset; nothing is dropped, the worker
    never crashes on input;
 2. valid events are joined by ``generation_id`` (:mod:`streams.join`) and turned into long-format scores
-   (:mod:`streams.scoring`); the batch's generations are embedded in one call, in a worker thread, and get
-   their semantic, relevance, guardrail and quality scores (:mod:`streams.embedding_stage`);
+   (:mod:`streams.scoring`); the batch's generations are embedded in one call, from a worker thread, by the
+   model in a child process (:mod:`streams.encoder_process`), in this process, or in a shared
+   ``evalstream encoder`` (:mod:`streams.encoder_server`), and get their semantic, relevance, guardrail and
+   quality scores (:mod:`streams.embedding_stage`);
 3. per source partition, events, scores and DLQ rows are written as Parquet files named after the partition's
    offset range (:mod:`sinks.parquet`), durably, and only then does the batch return, so Faust acks its
    offsets and may commit them. A failed write is retried (never skipped) until it succeeds.
@@ -53,6 +55,7 @@ from streams.encoder_process import EncoderProcess
 from streams.encoder_server import EncoderClient
 from streams.evalconfig import ReferenceBook
 from streams.join import ExpiringTable, GenerationJoin
+from streams.remote_encoder import RemoteEncoder
 from streams.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
 from streams.scoring import GenerationRef, Score, edit_scores, novelty_scores, refresh_scores, scores_for
 from streams.settings import Settings
@@ -505,7 +508,12 @@ def create_embedder(settings: Settings) -> EmbeddingScorer | None:
     else:
         encoder = load_encoder(**options)
     cached = CachedEncoder(encoder, settings.embed_cache_size)
-    book = ReferenceBook(settings.eval_config, cached)
+    try:
+        book = ReferenceBook(settings.eval_config, cached)
+    except BaseException:
+        if isinstance(encoder, RemoteEncoder):
+            encoder.close()  # an invalid config stops the worker: stop its encoder process now, not at exit
+        raise
     if settings.eval_config is None:
         log.warning("no EVALSTREAM_EVAL_CONFIG: only relevance and quality (from novelty/relevance) are scored")
     log.info("embedding stage ready in %.2fs (encoder %s)", time.perf_counter() - started, encoder.name)

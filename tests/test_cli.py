@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,4 @@ def test_worker_refuses_an_invalid_eval_config(settings: Settings, tmp_path: Pat
     assert result.exit_code == 1
     assert "apps.bot.topics.medical_advice.threshold: Input should be less than or equal to 1" in result.stderr
     assert str(config) in result.stderr
+    assert not multiprocessing.active_children()  # its encoder process was stopped with it
