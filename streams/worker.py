@@ -32,7 +32,7 @@ import logging
 import sys
 import time
 import weakref
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +50,7 @@ from sinks.parquet import PartitionedParquetWriter
 from sinks.records import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA, dlq_row, event_row, score_row
 from streams import faust_patches
 from streams.batching import ack_events, take_events_overlapped
+from streams.changelog import BatchedChangelogTable
 from streams.embedding_stage import Embedded, EmbeddingScorer, Encoded
 from streams.encoder_process import EncoderProcess
 from streams.encoder_server import EncoderClient
@@ -399,8 +400,8 @@ class BatchProcessor:
             _as_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
             self.asks.expire(part.partition, now)
-        if deliveries:
-            await asyncio.gather(*deliveries)  # the DLQ holds them before their offsets can commit
+        # the DLQ and the tables' changelogs hold the batch's messages and state before its offsets can commit
+        await asyncio.gather(*deliveries, *self._flush_state())
         for part in parts.values():
             self._check_contiguous(part)
         # partitions are independent files: write them side by side (their fsyncs overlap)
@@ -415,6 +416,11 @@ class BatchProcessor:
             "batch of %d events: begun %.3fs before, score %.3fs, embed %.3fs, write %.3fs",
             len(batch), started - t0, t1 - started, t2 - t1, t3 - t2,
         )  # fmt: skip
+
+    def _flush_state(self) -> list[Awaitable[None]]:
+        """Send the batch's table writes (:class:`streams.changelog.BatchedChangelogTable`) to their changelogs."""
+        tables = (self.join.table, self.recent, self.asks.table)
+        return [t.flush() for t in tables if isinstance(t, BatchedChangelogTable)]
 
     def _start_embedding(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded] | None:
         if self.embedder is None or not generations:
@@ -548,27 +554,32 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         web_enabled=False,
         key_serializer="raw",
         value_serializer="raw",
-        # table changelogs and the DLQ in fewer, larger produce requests (Faust's default sends each message as
-        # soon as it is queued). 2 cores, embeddings off: 1,875-2,022 -> 2,245-2,476 generations/s; in
-        # bench/embeddings.py the broker's CPU 0.044 -> 0.015 cores
+        # DLQ messages in fewer, larger produce requests (Faust's default sends each message as soon as it is
+        # queued). It first served the table changelogs too (2 cores, embeddings off: 1,875-2,022 -> 2,245-2,476
+        # generations/s); those now leave in one record batch per partition and batch (streams.changelog)
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
     )
-    # A batch writes ~2 table entries per event at once. Faust's producer buffer holds 100 before it stalls the
-    # stream, with a warning per 100 sent ("producer buffer full": 100-124 per 20,000 events, and no faster).
-    # Room for two batches' writes keeps them out of the log.
+    # A batch may dead-letter every one of its events at once. Faust's producer buffer holds 100 messages before
+    # it stalls the stream, with a warning per 100 sent ("producer buffer full"; seen at 100-124 per 20,000 events
+    # when the table writes went this way too, and no faster for it). Room for a few batches' worth.
     buffer = app.producer.buffer
     buffer.max_messages = max(buffer.max_messages, 4 * settings.flush_max_events)
     source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
-    table = app.Table("generations", default=None, partitions=partitions)  # JSON keys and values
+
+    def table(name: str) -> BatchedChangelogTable:  # JSON keys and values; changelog writes sent once per batch
+        created = BatchedChangelogTable(app, name=name, default=None, beacon=app.tables.beacon, partitions=partitions)
+        app.tables.add(created)
+        return created
+
     counters = WorkerCounters()
-    join = GenerationJoin(table, settings.join_ttl_s)
+    join = GenerationJoin(table("generations"), settings.join_ttl_s)
     sinks = ParquetSinks(settings)
     # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
-    recent = app.Table("recent_outputs", default=None, partitions=partitions)
+    recent = table("recent_outputs")
     # latest generation per session/app/route/input, for refreshes (keys from the session's partition)
-    asks = app.Table("recent_asks", default=None, partitions=partitions)
+    asks = table("recent_asks")
     processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 

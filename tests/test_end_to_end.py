@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from collections import Counter
@@ -122,6 +123,16 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     assert len(reasons) == N_MALFORMED and all(reasons)
     assert any(r.startswith("malformed JSON") for r in reasons)
     assert any("thumbs" in r for r in reasons)
+
+    # The join table's changelog holds each generation once (written once, by its batch), with its output.
+    changelog = _read_topic(settings.bootstrap_servers, f"{settings.worker_id}-generations-changelog", partitions)
+    written = Counter(json.loads(m.key()) for m in changelog)
+    generation_events = [e for e in traffic.events if e["type"] == "generation"]
+    assert written == Counter(e["generation_id"] for e in generation_events)
+    kept = {json.loads(m.key()): (json.loads(m.value()), m.partition()) for m in changelog}
+    for e in generation_events:
+        value, partition = kept[e["generation_id"]]
+        assert value["output"] == e["output"] and value["p"] == partition
 
     # Edit distances equal rapidfuzz's, for every edit of a known generation.
     outputs = {e["generation_id"]: e["output"] for e in traffic.events if e["type"] == "generation"}
