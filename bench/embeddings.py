@@ -235,7 +235,8 @@ def main() -> int:
         "EVALSTREAM_EMBED_PROCESS=false), server (one `evalstream encoder` shared by the workers)",
     )
     args = parser.parse_args()
-    if not {p.strip() for p in args.placement.split(",")} <= {"process", "worker", "server"}:
+    placements = [p.strip() for p in args.placement.split(",")]
+    if not set(placements) <= {"process", "worker", "server"}:
         parser.error(f"--placement: process, worker and/or server, comma-separated; not {args.placement!r}")
 
     gpu = cuda_available()
@@ -289,7 +290,6 @@ def main() -> int:
             for i in range(0, len(stage_texts), per_call):
                 chosen.encode(stage_texts[i : i + per_call])
 
-        placements = [p.strip() for p in args.placement.split(",")]
         # Rounds of (raw one call, raw in calls, stage per placement), side by side: each round's ratios, then medians
         rounds: dict[str, list[tuple[float, float, dict[str, float]]]] = {p: [] for p in placements}
         for r in range(args.repeats):

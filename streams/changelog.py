@@ -52,16 +52,17 @@ class BatchedChangelogTable(Table):  # type: ignore[misc]
             raise TypeError(f"table {self.name}: no partition for key {key!r} (a table with use_partitioner?)")
         return int(partition)
 
+    def _record(self, key: Any, value: Any) -> None:
+        where = (self._partition(key), key)
+        self._pending.pop(where, None)  # re-inserted last: the order of last writes is kept
+        self._pending[where] = value
+
     def on_key_set(self, key: Any, value: Any) -> None:
-        partition = self._partition(key)
-        self._pending.pop((partition, key), None)  # re-inserted last: the order of last writes is kept
-        self._pending[(partition, key)] = value
+        self._record(key, value)
         self._sensor_on_set(self, key, value)
 
     def on_key_del(self, key: Any) -> None:
-        partition = self._partition(key)
-        self._pending.pop((partition, key), None)
-        self._pending[(partition, key)] = None
+        self._record(key, None)  # a tombstone
         self._sensor_on_del(self, key)
 
     @property

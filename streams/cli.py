@@ -142,13 +142,7 @@ def encoder(
         return
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     try:
-        model = load_encoder(
-            settings.embed_backend,
-            settings.model_cache_dir,
-            batch_size=settings.embed_batch_size,
-            int8_min_tokens=settings.embed_int8_min_tokens,
-            threads=settings.embed_threads,
-        )
+        model = load_encoder(**settings.encoder_options())
         server = EncoderServer(model, path, concurrency)
     except (ModelNotFoundError, EncoderServerError) as exc:
         _fail(str(exc))

@@ -87,8 +87,7 @@ class EncoderProcess(RemoteEncoder):
             "threads": threads,
         }
         enc = cls(options, start_timeout_s)
-        with enc._lock:
-            enc._conn = enc._connect()
+        enc._open()
         return enc
 
     @property
@@ -136,8 +135,5 @@ class EncoderProcess(RemoteEncoder):
             process.join(5)
         return process.exitcode  # type: ignore[no-any-return]
 
-    def _disconnect(self) -> str:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+    def _closed(self) -> str:
         return f"the encoder process died, exit code {self._stop_process()}"

@@ -154,8 +154,7 @@ class EncoderClient(RemoteEncoder):
     def connect(cls, path: Path | str, wait_s: float = 300.0) -> EncoderClient:
         """Connect, waiting up to ``wait_s`` for the server to appear; RemoteEncoderError if it does not."""
         client = cls(path, wait_s)
-        with client._lock:
-            client._conn = client._connect()
+        client._open()
         return client
 
     def _connect(self) -> Connection:
@@ -188,8 +187,5 @@ class EncoderClient(RemoteEncoder):
         log.info("connected to the encoder server on %s: %s", self.path, self.name)
         return conn
 
-    def _disconnect(self) -> str:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+    def _closed(self) -> str:
         return f"the encoder server on {self.path} closed the connection"

@@ -108,9 +108,9 @@ def load_error(kind: str, message: str) -> Exception:
 class RemoteEncoder:
     """The client side: ``encode`` sends the texts and waits for their vectors; one call at a time.
 
-    Subclasses say how to get a connection (:meth:`_connect`: start a child, or dial a server) and how to drop
-    it (:meth:`_disconnect`). After a lost connection the call raises :class:`RemoteEncoderError` and the next
-    call connects again.
+    Subclasses say how to get a connection (:meth:`_connect`: start a child, or dial a server) and what else to
+    clean up once it is closed (:meth:`_closed`). After a lost connection the call raises
+    :class:`RemoteEncoderError` and the next call connects again.
     """
 
     name: str = ""
@@ -125,9 +125,22 @@ class RemoteEncoder:
         """A connection whose ``ready`` message was read (sets ``name`` and ``dim``); raises if none."""
         raise NotImplementedError
 
-    def _disconnect(self) -> str:
-        """Forget the connection (and what is behind it); a few words on why it was lost, for the error."""
+    def _closed(self) -> str:
+        """After the connection was closed: clean up what was behind it; a few words on why it was lost."""
         raise NotImplementedError
+
+    def _drop(self) -> str:
+        """Close and forget the connection (under the lock); why it was lost."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return self._closed()
+
+    def _open(self) -> None:
+        """Connect now (the constructors' ``start`` / ``connect`` do, so that start-up errors surface there)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
 
     def _ready(self, conn: Connection, where: str) -> None:
         """Read the other side's first message: its encoder's name and dimension, or why it failed."""
@@ -152,7 +165,7 @@ class RemoteEncoder:
                 send_texts(self._conn, texts)
                 reply = recv_reply(self._conn)
             except (EOFError, OSError) as exc:
-                why = self._disconnect()
+                why = self._drop()
                 raise RemoteEncoderError(f"lost the encoder ({why}): {type(exc).__name__}") from None
         if reply[0] == "vectors":
             vectors: np.ndarray = reply[1]
@@ -167,7 +180,7 @@ class RemoteEncoder:
         """Drop the connection (a child process exits with it); idempotent. A later call connects again."""
         with self._lock:
             if self._conn is not None:
-                self._disconnect()
+                self._drop()
 
     def __enter__(self) -> RemoteEncoder:
         return self
@@ -180,16 +193,11 @@ def serve_connection(conn: Connection, encoder: Any) -> None:
     """Answer requests on ``conn`` with ``encoder`` until the peer closes it (the server side of one client)."""
     while True:
         try:
-            texts = recv_texts(conn)
-        except (EOFError, OSError):  # the client closed its end, or died
-            return
-        except ProtocolError as exc:
-            log.error("%s", exc)
-            texts = None
-            error: Exception = exc
-        try:
-            if texts is None:
-                send_error(conn, error)
+            try:
+                texts = recv_texts(conn)
+            except ProtocolError as exc:
+                log.error("%s", exc)
+                send_error(conn, exc)
                 continue
             try:
                 vectors = encoder.encode(texts)
@@ -198,5 +206,5 @@ def serve_connection(conn: Connection, encoder: Any) -> None:
                 send_error(conn, exc)
             else:
                 send_vectors(conn, vectors)
-        except OSError:  # the client died while its call was being encoded
+        except (EOFError, OSError):  # the client closed its end or died (also while its call was encoded)
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         if not self.dlq_topic:
             self.dlq_topic = f"{self.events_topic}.dlq"
         return self
+
+    def encoder_options(self) -> dict[str, Any]:
+        """The ``EVALSTREAM_EMBED_*`` model settings as :func:`metrics.encoder.load_encoder`'s arguments."""
+        return {
+            "backend": self.embed_backend,
+            "cache_dir": self.model_cache_dir,
+            "batch_size": self.embed_batch_size,
+            "int8_min_tokens": self.embed_int8_min_tokens,
+            "threads": self.embed_threads,
+        }
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``EVALSTREAM_*`` environment variables (to configure a child process)."""

@@ -499,20 +499,13 @@ def create_embedder(settings: Settings) -> EmbeddingScorer | None:
         return None
 
     started = time.perf_counter()
-    options: dict[str, Any] = {
-        "backend": settings.embed_backend,
-        "cache_dir": settings.model_cache_dir,
-        "batch_size": settings.embed_batch_size,
-        "int8_min_tokens": settings.embed_int8_min_tokens,
-        "threads": settings.embed_threads,
-    }
     encoder: Encoder
     if settings.embed_server is not None:  # the model (and its settings) are the server's
         encoder = EncoderClient.connect(settings.embed_server)
     elif settings.embed_process:
-        encoder = EncoderProcess.start(**options)
+        encoder = EncoderProcess.start(**settings.encoder_options())
     else:
-        encoder = load_encoder(**options)
+        encoder = load_encoder(**settings.encoder_options())
     cached = CachedEncoder(encoder, settings.embed_cache_size)
     try:
         book = ReferenceBook(settings.eval_config, cached)
@@ -538,8 +531,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     warm_up()  # compile the Numba kernels now (or load them from the on-disk cache), not on the first batch
     log.info("Levenshtein kernels ready in %.2fs", time.perf_counter() - started)
     embedder = create_embedder(settings)
-    if embedder is not None and not settings.embed_process and settings.embed_server is None:
-        # The encoder's threads need the GIL briefly between model runs; hand it over sooner than every 5 ms.
+    if embedder is not None and not isinstance(embedder.encoder.inner, RemoteEncoder):
+        # The model's threads in this process need the GIL briefly between runs; hand it over sooner than every 5 ms.
         sys.setswitchinterval(0.0005)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
