@@ -19,6 +19,7 @@ Targets: optimized / default >= 2.0 on CPU with mean cosine >= 0.99 (min >= 0.98
 on one H100, >= 10,000 sentences/s.
 
     python bench/embeddings.py [--sentences 1024] [--generations 4096] [--flush 1024] [--repeats 3] [--workers 1]
+                               [--placement process,worker,server] [--data PATH]
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ def _letters(k: int) -> str:
     return out
 
 
-def sentences(n: int) -> tuple[list[str], str]:
-    """``n`` distinct texts: conversation turns from the shared data, or generated ones."""
-    if SHARED.exists():
+def sentences(n: int, data: Path | None = SHARED) -> tuple[list[str], str]:
+    """``n`` distinct texts: conversation turns from ``data`` (hh-rlhf JSONL, gzipped), or generated ones."""
+    if data is not None and data.exists():
         seen: dict[str, None] = {}
-        with gzip.open(SHARED, "rt", encoding="utf-8") as fh:
+        with gzip.open(data, "rt", encoding="utf-8") as fh:
             for line in fh:
                 for turn in re.split(r"\n\n(?:Human|Assistant): ", json.loads(line)["chosen"]):
                     if turn.strip():
@@ -74,12 +75,12 @@ def sentences(n: int) -> tuple[list[str], str]:
         texts = list(seen)
         random.Random(0).shuffle(texts)
         if len(texts) >= n:
-            return texts[:n], f"real conversation turns ({SHARED.name})"
+            return texts[:n], f"real conversation turns ({data})"
         # More than the file holds: the turns again, each with a marker, so no text repeats (no cache hits).
         # The marker is letters: a digit would send every marked text through the full PII scan.
         real = len(texts)
         texts += [f"{texts[i % real]} ({_letters(i // real)})" for i in range(real, n)]
-        return texts, f"real conversation turns ({SHARED.name}; {real} distinct, repeated with a marker to {n})"
+        return texts, f"real conversation turns ({data}; {real} distinct, repeated with a marker to {n})"
     from streams.sample import _QUESTIONS, _SENTENCES
 
     rng = random.Random(0)
@@ -87,7 +88,7 @@ def sentences(n: int) -> tuple[list[str], str]:
     out: dict[str, None] = {}
     while len(out) < n:
         out.setdefault(" ".join(rng.sample(pool, rng.randint(1, 4))) + f" (#{len(out)})", None)
-    return list(out), "generated from the sample traffic (../shared not found)"
+    return list(out), f"generated from the sample traffic ({data} not found)"
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -225,6 +226,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
     parser.add_argument("--skip-stage", action="store_true")
     parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED,
+        help="hh-rlhf JSONL (gzipped) to take the texts from; default ../shared/data beside the clone, texts "
+        "generated from the sample traffic when absent (compare runs only on the same data: the header says which)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="worker processes in the stage's consumer group (scale-out beside a GPU)"
     )
     parser.add_argument(
@@ -241,7 +249,9 @@ def main() -> int:
 
     gpu = cuda_available()
     batch = args.batch_size or (256 if gpu else 32)
-    texts, source = sentences(max(args.sentences, 2 * args.generations))
+    if args.data != SHARED and not args.data.exists():
+        parser.error(f"--data: {args.data} not found")
+    texts, source = sentences(max(args.sentences, 2 * args.generations), args.data)
     sample = texts[: args.sentences]
     print(f"data: {source}; {len(sample)} texts, mean {np.mean([len(t) for t in sample]):.0f} chars; batch {batch}")
     print(f"device: {'CUDA ' + __import__('torch').cuda.get_device_name() if gpu else 'CPU'}, {os.cpu_count()} cores")

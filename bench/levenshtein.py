@@ -10,7 +10,7 @@ For every case it prints pairs/second (median of ``--repeats`` runs) for the Num
 Numba / cpdist, and checks that all distances agree. Each implementation is timed in two halves, in opposite
 orders, so drift of the machine falls on all of them alike.
 
-    python bench/levenshtein.py [--pairs 4000] [--repeats 7]
+    python bench/levenshtein.py [--pairs 4000] [--repeats 7] [--data PATH]
 """
 
 from __future__ import annotations
@@ -36,21 +36,21 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harm
 WORDS = ("please", "actually", "the", "customer", "account", "note", "quickly", "we", "café", "🙂", "team")
 
 
-def corpus() -> tuple[str, str]:
-    """One long text of real assistant answers, and where it came from."""
-    if SHARED.exists():
+def corpus(data: Path = SHARED) -> tuple[str, str]:
+    """One long text of real assistant answers from ``data`` (generated text when absent), and where it came from."""
+    if data.exists():
         answers = []
-        with gzip.open(SHARED, "rt", encoding="utf-8") as fh:
+        with gzip.open(data, "rt", encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)
                 for key in ("chosen", "rejected"):
                     answer = row[key].rsplit("\n\nAssistant:", 1)[-1].strip()
                     if answer:
                         answers.append(answer)
-        return " ".join(answers), f"real text ({SHARED.name}, {len(answers)} answers)"
+        return " ".join(answers), f"real text ({data}, {len(answers)} answers)"
     rng = random.Random(0)
     vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
-    return " ".join(rng.choice(vocab) for _ in range(400_000)), "generated text (../shared not found)"
+    return " ".join(rng.choice(vocab) for _ in range(400_000)), f"generated text ({data} not found)"
 
 
 def user_edit(text: str, rng: random.Random) -> str:
@@ -102,12 +102,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=4000, help="pairs per length (fewer for 4,096 chars)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED,
+        help="hh-rlhf JSONL (gzipped) to take the answers from; default ../shared/data beside the clone, "
+        "generated text when absent (compare runs only on the same data: the header says which)",
+    )
     args = parser.parse_args()
+    if args.data != SHARED and not args.data.exists():
+        parser.error(f"--data: {args.data} not found")
 
     t0 = time.perf_counter()
     warm_up()
     print(f"warm-up (compile or load the cached kernels): {time.perf_counter() - t0:.2f}s")
-    text, source = corpus()
+    text, source = corpus(args.data)
     print(f"data: {source}")
     import numba
 
