@@ -63,9 +63,9 @@ def _letters(k: int) -> str:
     return out
 
 
-def sentences(n: int, data: Path | None = SHARED) -> tuple[list[str], str]:
+def sentences(n: int, data: Path = SHARED) -> tuple[list[str], str]:
     """``n`` distinct texts: conversation turns from ``data`` (hh-rlhf JSONL, gzipped), or generated ones."""
-    if data is not None and data.exists():
+    if data.exists():
         seen: dict[str, None] = {}
         with gzip.open(data, "rt", encoding="utf-8") as fh:
             for line in fh:

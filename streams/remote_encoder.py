@@ -136,11 +136,16 @@ class RemoteEncoder:
             self._conn = None
         return self._closed()
 
+    def _connection(self) -> Connection:
+        """The open connection, or a new one (under the lock)."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
     def _open(self) -> None:
         """Connect now (the constructors' ``start`` / ``connect`` do, so that start-up errors surface there)."""
         with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
+            self._connection()
 
     def _ready(self, conn: Connection, where: str) -> None:
         """Read the other side's first message: its encoder's name and dimension, or why it failed."""
@@ -159,11 +164,10 @@ class RemoteEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
+            conn = self._connection()
             try:
-                send_texts(self._conn, texts)
-                reply = recv_reply(self._conn)
+                send_texts(conn, texts)
+                reply = recv_reply(conn)
             except (EOFError, OSError) as exc:
                 why = self._drop()
                 raise RemoteEncoderError(f"lost the encoder ({why}): {type(exc).__name__}") from None
@@ -179,8 +183,7 @@ class RemoteEncoder:
     def close(self) -> None:
         """Drop the connection (a child process exits with it); idempotent. A later call connects again."""
         with self._lock:
-            if self._conn is not None:
-                self._drop()
+            self._drop()
 
     def __enter__(self) -> RemoteEncoder:
         return self
