@@ -70,12 +70,6 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         default=256 * 1024, ge=1024, le=1024 * 1024, description="Largest batch of one such produce request."
     )
-    consumer_max_fetch_bytes: int = Field(
-        default=4 * 1024 * 1024,
-        ge=64 * 1024,
-        le=64 * 1024 * 1024,
-        description="Most bytes one fetch returns per partition (Faust's default 1 MiB stalls a catching-up worker).",
-    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -552,11 +552,6 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         # generations/s); those now leave in one record batch per partition and batch (streams.changelog)
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
-        # Catching up on a backlog (2 cores, embeddings off, 40,000 generations), Faust's default 1 MiB per
-        # partition and fetch stalled the stream for 0.7-0.85 s every ~16,000 events even when the agent did no
-        # work; 4 MiB did not (10.5k -> 15.7k events/s for a do-nothing agent; the worker: 4,280-4,399 -> 4,549-4,685
-        # generations/s steady, three alternating rounds). Memory: up to this much buffered per assigned partition.
-        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
     )
     # A batch may dead-letter every one of its events at once. Faust's producer buffer holds 100 messages before
     # it stalls the stream, with a warning per 100 sent ("producer buffer full"; seen at 100-124 per 20,000 events

@@ -169,28 +169,6 @@ def test_the_worker_batches_its_own_kafka_writes(tmp_path: Path) -> None:
     assert default.producer.linger_ms == 10
 
 
-def test_the_fetch_size_reaches_the_kafka_consumer(tmp_path: Path) -> None:
-    """EVALSTREAM_CONSUMER_MAX_FETCH_BYTES is what the worker's aiokafka consumer asks for per partition."""
-
-    def fetch_bytes(settings: Settings) -> int:
-        app = create_app(settings, partitions=1)
-
-        async def build() -> int:
-            consumer = app.consumer._thread._create_worker_consumer(app.transport)  # what Faust starts
-            try:
-                return int(consumer._max_partition_fetch_bytes)
-            finally:
-                await consumer.stop()
-
-        return int(app.loop.run_until_complete(build()))
-
-    settings = Settings(data_dir=tmp_path, embed_backend="off")
-    assert fetch_bytes(settings) == 4 * 1024 * 1024
-    assert fetch_bytes(settings.model_copy(update={"consumer_max_fetch_bytes": 512 * 1024})) == 512 * 1024
-    with pytest.raises(ValueError, match="consumer_max_fetch_bytes"):
-        Settings(consumer_max_fetch_bytes=1000)
-
-
 def test_a_dead_encoder_process_is_replaced_and_the_batch_encoded_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
