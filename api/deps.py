@@ -17,10 +17,10 @@ from typing import Annotated
 import duckdb
 from fastapi import Depends
 
+from api.settings import ApiSettings, get_settings
 from sinks.catalog import connect
-from streams.settings import Settings, get_settings
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
 def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -44,8 +44,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from metrics.encoder import Encoder, TorchEncoder, cosine_agreement, cuda_available, load_encoder
-from metrics.onnx_export import default_cache_dir
+from streams.embedding.backends import TorchEncoder
+from streams.embedding.encoder import cosine_agreement, load_encoder
+from streams.embedding.model import Encoder, cuda_available
+from streams.embedding.onnx_export import default_cache_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 
@@ -81,10 +83,10 @@ def sentences(n: int, data: Path = SHARED) -> tuple[list[str], str]:
         real = len(texts)
         texts += [f"{texts[i % real]} ({_letters(i // real)})" for i in range(real, n)]
         return texts, f"real conversation turns ({data}; {real} distinct, repeated with a marker to {n})"
-    from streams.sample import _QUESTIONS, _SENTENCES
+    from streams.local.sample import QUESTIONS, SENTENCES
 
     rng = random.Random(0)
-    pool = [*_QUESTIONS, *_SENTENCES]
+    pool = [*QUESTIONS, *SENTENCES]
     out: dict[str, None] = {}
     while len(out) < n:
         out.setdefault(" ".join(rng.sample(pool, rng.randint(1, 4))) + f" (#{len(out)})", None)
@@ -125,12 +127,12 @@ def stage(
     rebalances and each worker's first batch do not count) to the last batch.
     """
     from sinks.parquet import parse_file_name
-    from streams.broker import LocalBroker
-    from streams.evalconfig import EXAMPLE_CONFIG
-    from streams.launch import spawn_cli, stop, wait_for
-    from streams.publisher import Publisher
+    from streams.local.broker import LocalBroker
+    from streams.local.launch import spawn_cli, stop, wait_for
+    from streams.sdk.publisher import Publisher
     from streams.settings import Settings
     from streams.topics import ensure_topics
+    from streams.worker.evalconfig import EXAMPLE_CONFIG
 
     work = Path(tempfile.mkdtemp(prefix="evalstream-bench-emb-"))
     broker = None

@@ -1,6 +1,6 @@
 """Cosine similarities between normalized embeddings, the composite quality score, and compact storage.
 
-All vectors are L2-normalized (as :mod:`metrics.encoder` returns them), so cosine is a dot product.
+All vectors are L2-normalized (as :mod:`streams.embedding.encoder` returns them), so cosine is a dot product.
 
 Example::
 
@@ -24,6 +24,8 @@ from collections.abc import Mapping
 import numpy as np
 
 INT8_MAX = 127
+# Width of all-MiniLM-L6-v2's embeddings, the model whose vectors evalstream stores (sinks' INT8[384] column).
+EMBEDDING_DIM = 384
 
 
 def max_cosine(vectors: np.ndarray, refs: np.ndarray) -> np.ndarray | None:

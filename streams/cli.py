@@ -34,7 +34,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _broker_dir(data_dir: Path | None) -> Path:
-    from streams.broker.local import cache_root
+    from streams.local.broker.local import cache_root
 
     return data_dir or cache_root() / "broker"
 
@@ -48,7 +48,7 @@ def kafka_start(
     version: Annotated[str | None, typer.Option(help="Apache Kafka version from Maven Central")] = None,
 ) -> None:
     """Start a local broker in the background and print its bootstrap address."""
-    from streams.broker import DEFAULT_KAFKA_VERSION, BrokerError, LocalBroker
+    from streams.local.broker import DEFAULT_KAFKA_VERSION, BrokerError, LocalBroker
 
     folder = _broker_dir(data_dir)
     running = LocalBroker.attach(folder)
@@ -72,7 +72,7 @@ def kafka_start(
 @kafka_app.command("stop")
 def kafka_stop(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
     """Stop the broker started by `evalstream kafka start`."""
-    from streams.broker import LocalBroker
+    from streams.local.broker import LocalBroker
 
     broker = LocalBroker.attach(_broker_dir(data_dir))
     if broker is None:
@@ -85,7 +85,7 @@ def kafka_stop(data_dir: Annotated[Path | None, typer.Option(help="Broker data f
 @kafka_app.command("status")
 def kafka_status(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
     """Print the bootstrap address of the running local broker (exit 1 when none)."""
-    from streams.broker import LocalBroker
+    from streams.local.broker import LocalBroker
 
     broker = LocalBroker.attach(_broker_dir(data_dir))
     if broker is None:
@@ -97,11 +97,11 @@ def kafka_status(data_dir: Annotated[Path | None, typer.Option(help="Broker data
 @app.command()
 def worker() -> None:
     """Run the Faust worker (settings from EVALSTREAM_* environment variables)."""
-    from metrics.encoder import ModelNotFoundError
-    from streams.evalconfig import ConfigError
-    from streams.remote_encoder import RemoteEncoderError
+    from streams.embedding.model import ModelNotFoundError
+    from streams.embedding.protocol import RemoteEncoderError
     from streams.topics import TopicError
-    from streams.worker import create_app, run_worker
+    from streams.worker.app import create_app, run_worker
+    from streams.worker.evalconfig import ConfigError
 
     settings = get_settings()
     try:
@@ -129,8 +129,9 @@ def encoder(
     import logging
     import signal
 
-    from metrics.encoder import ModelNotFoundError, load_encoder
-    from streams.encoder_server import EncoderServer, EncoderServerError
+    from streams.embedding.encoder import load_encoder
+    from streams.embedding.model import ModelNotFoundError
+    from streams.embedding.server import EncoderServer, EncoderServerError
 
     settings = get_settings()
     path = socket_path or settings.embed_server
@@ -163,7 +164,9 @@ def api(
     """Serve the HTTP API (reads the Parquet files the worker wrote)."""
     import uvicorn
 
-    settings = get_settings()
+    from api.settings import get_settings as api_settings
+
+    settings = api_settings()
     uvicorn.run(
         "api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
         log_level=settings.log_level.lower(),
@@ -176,8 +179,8 @@ def publish(
     raw: Annotated[bool, typer.Option("--raw", help="Send lines as they are, unvalidated")] = False,
 ) -> None:
     """Send events from a JSON-lines file. Validates every line first and sends nothing if any is invalid."""
-    from streams.publisher import Publisher, PublishError
-    from streams.schema import EventValidationError, parse_event
+    from streams.sdk.publisher import Publisher, PublishError
+    from streams.sdk.schema import EventValidationError, parse_event
     from streams.topics import TopicError, ensure_topics
 
     settings = get_settings()
@@ -254,7 +257,7 @@ def sql(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of an event."""
-    from streams.schema import json_schema
+    from streams.sdk.schema import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
 
@@ -268,7 +271,7 @@ def demo(
     data_dir: Annotated[Path | None, typer.Option(help="Where the demo writes (default: a temp folder)")] = None,
 ) -> None:
     """Broker + worker + API + sample traffic, then print where to look."""
-    from streams.demo import run_demo
+    from streams.local.demo import run_demo
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     raise typer.Exit(run_demo(n_events=events, n_malformed=malformed, duration=duration, port=port, data_dir=data_dir))

@@ -1,4 +1,6 @@
-"""Settings shared by the worker, the sinks, the API and the CLI (environment prefix ``EVALSTREAM_``).
+"""The worker's settings, also read by the CLI and the local tooling (environment prefix ``EVALSTREAM_``).
+
+The API has its own (:mod:`api.settings`): it shares only ``EVALSTREAM_DATA_DIR`` and ``EVALSTREAM_LOG_LEVEL``.
 
 Example::
 
@@ -70,8 +72,6 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         default=256 * 1024, ge=1024, le=1024 * 1024, description="Largest batch of one such produce request."
     )
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         return self
 
     def encoder_options(self) -> dict[str, Any]:
-        """The ``EVALSTREAM_EMBED_*`` model settings as :func:`metrics.encoder.load_encoder`'s arguments."""
+        """The ``EVALSTREAM_EMBED_*`` model settings as :func:`streams.embedding.encoder.load_encoder`'s arguments."""
         return {
             "backend": self.embed_backend,
             "cache_dir": self.model_cache_dir,

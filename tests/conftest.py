@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from api.settings import get_settings as get_api_settings
 from streams.settings import Settings, get_settings
 from tests.kafka_fixture import kafka_bootstrap_servers
 
@@ -34,5 +35,7 @@ def settings(kafka: str, tmp_path: Path) -> Settings:
 @pytest.fixture(autouse=True)
 def _fresh_settings_cache() -> Iterator[None]:
     get_settings.cache_clear()
+    get_api_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    get_api_settings.cache_clear()

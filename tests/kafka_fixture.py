@@ -2,7 +2,7 @@
 
 1. ``EVALSTREAM_BOOTSTRAP_SERVERS`` when set (``.ci/run`` starts one with ``evalstream kafka start``);
 2. else the official ``apache/kafka`` image through testcontainers, when a Docker engine answers;
-3. else a local broker process (jars from Maven Central, see :mod:`streams.broker`).
+3. else a local broker process (jars from Maven Central, see :mod:`streams.local.broker`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def kafka_bootstrap_servers() -> Iterator[str]:
         with _testcontainers_kafka() as bootstrap:
             yield bootstrap
     else:
-        from streams.broker import running_broker
+        from streams.local.broker import running_broker
 
         with running_broker() as broker:
             yield broker.bootstrap_servers

@@ -9,9 +9,9 @@ import pkgutil
 import pytest
 
 MODULES = sorted(
-    f"{package}.{info.name}"
+    info.name
     for package in ("metrics", "streams", "sinks", "api")
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__)
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}.")
 )
 
 

@@ -1,0 +1,32 @@
+"""The API's settings (environment prefix ``EVALSTREAM_``, as the worker's): where to read, where to listen.
+
+The API reads only what the sinks wrote, so it needs the data folder and nothing of the worker's.
+
+Example::
+
+    >>> ApiSettings(data_dir="/srv/evalstream").data_dir.as_posix()
+    '/srv/evalstream'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVALSTREAM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("evalstream-data"), description="Where the worker's sinks write Parquet.")
+    api_host: str = Field(default="127.0.0.1", description="Bind address of `evalstream api`.")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `evalstream api`.")
+    log_level: str = "info"
+
+
+@lru_cache
+def get_settings() -> ApiSettings:
+    """The API's settings, read once from the environment (clear with ``get_settings.cache_clear()``)."""
+    return ApiSettings()

@@ -1,0 +1,189 @@
+"""The evalstream event contract: one module used by the SDK, the worker and the API.
+
+Events are JSON objects on the topic ``llm.events`` (message key = ``session_id``). Every event has
+``type``, ``event_id``, ``ts`` (RFC 3339 with an offset), ``session_id`` and ``app``; the rest depends on
+``type``. Unknown extra fields are kept, never rejected.
+
+Example::
+
+    >>> ev = parse_event(b'{"type": "feedback", "event_id": "e1", "ts": "2026-11-25T10:00:00Z",'
+    ...                  b' "session_id": "s1", "app": "chat", "generation_id": "g1", "thumbs": "up",'
+    ...                  b' "client": "ios"}')
+    >>> ev.thumbs, ev.model_extra
+    ('up', {'client': 'ios'})
+    >>> parse_event(b'{"type": "feedback"}')
+    Traceback (most recent call last):
+    ...
+    streams.sdk.schema.EventValidationError: event_id: Field required; ts: Field required; ...
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
+EVENT_TYPES = ("generation", "feedback", "edit", "regenerate", "span")
+
+
+class BaseEvent(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
+
+    type: str
+    event_id: NonEmpty = Field(description="Unique id of this event (a replay with the same id is the same event).")
+    ts: AwareDatetime = Field(description="When it happened, RFC 3339 with an offset, e.g. 2026-11-25T10:00:00Z.")
+    session_id: NonEmpty = Field(description="User session; also the Kafka message key.")
+    app: NonEmpty = Field(description="The application that emitted the event.")
+
+    @field_serializer("ts", "start", "end", check_fields=False)
+    def _rfc3339(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @property
+    def ts_utc(self) -> datetime:
+        """``ts`` as a naive UTC datetime (how it is stored in Parquet)."""
+        return self.ts.astimezone(UTC).replace(tzinfo=None)
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class GenerationEvent(BaseEvent):
+    """An LLM call: what went in, what came out, and its cost."""
+
+    type: Literal["generation"] = "generation"
+    generation_id: NonEmpty
+    route: NonEmpty = Field(description="The feature or endpoint, e.g. 'summarize'.")
+    model: NonEmpty
+    prompt_version: NonEmpty
+    input: str
+    output: str
+    latency_ms: float | None = Field(default=None, ge=0)
+    tokens_in: int | None = Field(default=None, ge=0)
+    tokens_out: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    error: str | None = Field(default=None, description="Error message when the call failed.")
+    trace_id: str | None = None
+
+
+class FeedbackEvent(BaseEvent):
+    """A user's rating of a generation: thumbs and/or a score in [0, 1]."""
+
+    type: Literal["feedback"] = "feedback"
+    generation_id: NonEmpty
+    thumbs: Literal["up", "down"] | None = None
+    score: float | None = Field(default=None, ge=0, le=1)
+    comment: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_rating(self) -> FeedbackEvent:
+        if self.thumbs is None and self.score is None:
+            raise ValueError("feedback needs `thumbs` ('up' or 'down') and/or `score` (0..1)")
+        return self
+
+
+class EditEvent(BaseEvent):
+    """The text the user kept after editing a generation's output."""
+
+    type: Literal["edit"] = "edit"
+    generation_id: NonEmpty
+    edited_output: str
+
+
+class RegenerateEvent(BaseEvent):
+    """The user asked to redo a generation."""
+
+    type: Literal["regenerate"] = "regenerate"
+    generation_id: NonEmpty
+
+
+class SpanEvent(BaseEvent):
+    """One step of a multi-step pipeline (retrieval, tool call, LLM call...)."""
+
+    type: Literal["span"] = "span"
+    trace_id: NonEmpty
+    span_id: NonEmpty
+    parent_span_id: str | None = None
+    component: NonEmpty
+    name: NonEmpty
+    start: AwareDatetime
+    end: AwareDatetime
+    status: NonEmpty
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpanEvent:
+        if self.end < self.start:
+            raise ValueError("span `end` is before `start`")
+        return self
+
+
+Event = Annotated[
+    GenerationEvent | FeedbackEvent | EditEvent | RegenerateEvent | SpanEvent,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EventValidationError(ValueError):
+    """Bad input: not JSON, not an object, or not a valid event. ``reason`` is short and human-readable."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"][1:]  # the first element is the union tag (the event type)
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(map(str, loc))}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def validate_event(data: Any) -> Event:
+    """Validate a decoded JSON value (or an event model) into an event model."""
+    if isinstance(data, BaseEvent):
+        return data  # type: ignore[return-value]
+    if not isinstance(data, dict):
+        raise EventValidationError(f"event must be a JSON object, got {type(data).__name__}")
+    kind = data.get("type")
+    if kind not in EVENT_TYPES:
+        raise EventValidationError(f"type: must be one of {', '.join(EVENT_TYPES)} (got {kind!r})")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise EventValidationError(_describe(exc)) from None
+
+
+def parse_event(raw: bytes | str | None) -> Event:
+    """Decode and validate one message value; raises :class:`EventValidationError` with the reason."""
+    if raw is None:
+        raise EventValidationError("empty message (null value)")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventValidationError(f"malformed JSON: {exc}") from None
+    return validate_event(data)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one event, generated from the models (published as ``streams/sdk/event.schema.json``)."""
+    schema = _ADAPTER.json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "evalstream LLM event"
+    return schema

@@ -1,0 +1,201 @@
+"""The embedding stage: one batched encode per worker batch, then the semantic scores of each generation.
+
+For every generation without ``error``, with the references of its app and route (:mod:`streams.worker.evalconfig`):
+
+- ``semantic_similarity``: max cosine of the output to the route's example sentences (only when it has some);
+- ``relevance``: cosine of the input and the output (only when the input is not empty);
+- ``topic_<name>``: max cosine of the output to each banned topic's exemplars, and ``guardrail_<name>`` (1/0,
+  cosine >= the topic's threshold); ``guardrail_flag`` is 1 when any topic tripped (emitted when the route has
+  topics);
+- ``quality``: the weighted mean of ``semantic_similarity``, ``novelty`` and ``relevance`` with the config's
+  weights, over the components present (weights renormalized); absent when none is.
+
+Each generation's output (and input) embedding goes to the ``embeddings`` dataset as int8 (direction only).
+
+Example::
+
+    >>> scorer = EmbeddingScorer(CachedEncoder(load_encoder("onnx")), book)  # doctest: +SKIP
+    >>> results = scorer.score([(generation_event, novelty_value)])           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from metrics.similarity import EMBEDDING_DIM, composite, max_cosine, rowwise_cosine, to_int8
+from streams.embedding.cache import CachedEncoder
+from streams.sdk.schema import GenerationEvent
+from streams.worker.counters import WorkerCounters
+from streams.worker.evalconfig import ReferenceBook, References
+from streams.worker.scoring import GenerationRef, Score, scores_of
+
+log = logging.getLogger("evalstream.worker")
+
+
+@dataclass
+class Encoded:
+    """Embeddings of a list of generations: outputs ``(n, d)``, inputs ``(n, d)`` (zero rows where absent)."""
+
+    outputs: np.ndarray
+    inputs: np.ndarray
+    has_input: np.ndarray
+    references: dict[tuple[str, str], References]  # of every app and route in the list
+
+    def take(self, rows: Sequence[int]) -> Encoded:
+        idx = np.asarray(rows, dtype=np.int64)
+        return Encoded(self.outputs[idx], self.inputs[idx], self.has_input[idx], self.references)
+
+
+@dataclass
+class Embedded:
+    """The stage's output for one generation."""
+
+    scores: list[Score]
+    row: dict[str, Any]
+
+
+class EmbeddingScorer:
+    def __init__(self, encoder: CachedEncoder, book: ReferenceBook, embed_inputs: bool = True) -> None:
+        if encoder.dim != EMBEDDING_DIM:  # the embeddings dataset stores INT8[384]
+            raise ValueError(f"the encoder makes {encoder.dim}-dimensional vectors; the sinks store {EMBEDDING_DIM}")
+        self.encoder = encoder
+        self.book = book
+        self.embed_inputs = embed_inputs
+
+    def score(self, generations: Sequence[tuple[GenerationEvent, float | None]]) -> list[Embedded]:
+        """Scores and embedding rows for ``(generation, novelty)`` pairs, in order."""
+        return self.finish(generations, self.encode([g for g, _ in generations]))
+
+    def encode(self, generations: Sequence[GenerationEvent]) -> Encoded:
+        """The embeddings of the outputs and inputs, in one encoder call (the slow part: run it in a thread)."""
+        self.book.refresh()
+        texts = [g.output for g in generations]
+        has_input = np.array([self.embed_inputs and bool(g.input) for g in generations], dtype=bool)
+        texts += [g.input for g, use in zip(generations, has_input, strict=True) if use]
+        vectors = self.encoder.encode(texts)
+        n = len(generations)
+        inputs = np.zeros((n, self.encoder.dim), np.float32)
+        inputs[has_input] = vectors[n:]
+        # references too, here: the encoder (and its cache) is only ever used from this thread
+        references = {(g.app, g.route): self.book.references(g.app, g.route) for g in generations}
+        return Encoded(vectors[:n], inputs, has_input, references)
+
+    def finish(self, generations: Sequence[tuple[GenerationEvent, float | None]], encoded: Encoded) -> list[Embedded]:
+        """The scores from :meth:`encode`'s vectors (cheap: a few matrix products per app and route)."""
+        n = len(generations)
+        if n == 0:
+            return []
+        outputs, has_input = encoded.outputs, encoded.has_input
+        relevance = rowwise_cosine(outputs, encoded.inputs)
+        stored_out, stored_in = to_int8(outputs), to_int8(encoded.inputs)
+        # per app and route: one matrix product for the examples and one per topic
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, (gen, _) in enumerate(generations):
+            groups.setdefault((gen.app, gen.route), []).append(i)
+        values: list[dict[str, float | None]] = [{} for _ in range(n)]
+        weights: list[dict[str, float]] = [{}] * n
+        for (app, route), rows in groups.items():
+            refs = encoded.references[(app, route)]
+            block = outputs[rows]
+            sem = max_cosine(block, refs.examples)
+            topic_sims = [(topic, max_cosine(block, exemplars)) for topic, exemplars in refs.topics]
+            for j, i in enumerate(rows):
+                v = values[i]
+                weights[i] = refs.resolved.weights
+                v["semantic_similarity"] = None if sem is None else float(sem[j])
+                v["relevance"] = float(relevance[i]) if has_input[i] else None
+                tripped = 0.0
+                for topic, sims in topic_sims:
+                    similarity = float(sims[j])  # type: ignore[index]
+                    hit = 1.0 if similarity >= topic.threshold else 0.0
+                    v[f"topic_{topic.name}"] = similarity
+                    v[f"guardrail_{topic.name}"] = hit
+                    tripped = max(tripped, hit)
+                if topic_sims:
+                    v["guardrail_flag"] = tripped
+        now = datetime.now(UTC).replace(tzinfo=None)
+        results = []
+        for i, (gen, novelty) in enumerate(generations):
+            v = values[i]
+            parts = {"semantic_similarity": v["semantic_similarity"], "novelty": novelty, "relevance": v["relevance"]}
+            v["quality"] = composite(parts, weights[i])
+            row = {
+                "event_id": gen.event_id,
+                "generation_id": gen.generation_id,
+                "ts": gen.ts_utc,
+                "app": gen.app,
+                "route": gen.route,
+                "model": gen.model,
+                "prompt_version": gen.prompt_version,
+                "encoder": self.encoder.name,
+                "output_embedding": stored_out[i],
+                "input_embedding": stored_in[i] if has_input[i] else None,
+                "embedded_at": now,
+            }
+            results.append(Embedded(scores_of(gen, GenerationRef.of(gen), v), row))
+        return results
+
+
+class EmbeddingStage:
+    """Runs :class:`EmbeddingScorer` for the worker: encodes on one thread, retries, never loses a generation.
+
+    Calls queue up on the one encoder thread in order, so the encoder and its cache are never used from two
+    threads at once, and batch N+1's encoding starts the moment N's is done.
+    """
+
+    def __init__(self, scorer: EmbeddingScorer, counters: WorkerCounters) -> None:
+        self.scorer = scorer
+        self.counters = counters
+        self._thread = ThreadPoolExecutor(1, "evalstream-encode")
+
+    def start(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded] | None:
+        """Queue the embeddings of ``generations`` (None when there are none)."""
+        return self._encode(generations) if generations else None
+
+    def _encode(self, generations: list[GenerationEvent]) -> asyncio.Future[Encoded]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, self.scorer.encode, generations)
+
+    async def finish(
+        self,
+        generations: list[tuple[GenerationEvent, float | None]],
+        rows: list[int],
+        embedding: asyncio.Future[Encoded],
+    ) -> list[Embedded | None]:
+        """The results of ``(generation, novelty)`` pairs, whose vectors are rows ``rows`` of ``embedding``.
+
+        If encoding the batch failed, it is encoded once more (an encoder process that died has been replaced
+        by then); if that fails too, each generation is encoded alone, and one that still fails gets None (it
+        keeps its event and other scores), is logged with the reason and counted in ``embedding_errors``.
+        """
+        scorer = self.scorer
+        vectors: Encoded | None
+        try:
+            vectors = (await embedding).take(rows)
+        except Exception:
+            log.exception("embedding a batch of %d generations failed; encoding it again", len(generations))
+            try:
+                vectors = await self._encode([gen for gen, _ in generations])
+            except Exception:
+                log.exception("the batch failed again; encoding its %d generations one by one", len(generations))
+                vectors = None
+        if vectors is not None:
+            return list(scorer.finish(generations, vectors))
+        results: list[Embedded | None] = []
+        for pair in generations:
+            try:
+                one = await self._encode([pair[0]])
+            except Exception as exc:
+                log.error("generation %s stored without embedding scores: %s", pair[0].generation_id, exc)
+                self.counters.embedding_errors += 1
+                results.append(None)
+            else:
+                results.extend(scorer.finish([pair], one))
+        return results

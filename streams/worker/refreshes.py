@@ -1,0 +1,65 @@
+"""Refreshes in the worker: a generation that asks its session's earlier input again marks the earlier one.
+
+The pure rules (input normalization, the window) are :mod:`metrics.refresh`; this module keeps the state: per
+ask key (session, app, route, normalized input) the last few asks with their source offsets, in an expiring
+Faust table.
+
+Example::
+
+    >>> refreshes = Refreshes(asks_table, window_s=600, counters=counters)   # doctest: +SKIP
+    >>> refreshes.scores(generation, partition=0, offset=17, now=time.time()) # doctest: +SKIP
+    [Score(..., metric='refreshed', value=1.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from metrics.refresh import ask_key, within_window
+from streams.sdk.schema import GenerationEvent
+from streams.worker.counters import WorkerCounters
+from streams.worker.join import ExpiringTable
+from streams.worker.scoring import Score, refresh_scores
+
+ASKS_KEPT = 8  # asks kept per (session, app, route, input); a replay finds the earlier one among them
+
+
+class Refreshes:
+    """The ask state and the ``refreshed`` scores it gives."""
+
+    def __init__(self, asks: MutableMapping[str, Any], window_s: float, counters: WorkerCounters) -> None:
+        self.window_s = window_s
+        self.counters = counters
+        self.asks = ExpiringTable(asks, window_s)
+
+    @property
+    def table(self) -> MutableMapping[str, Any]:
+        return self.asks.table
+
+    def reset(self) -> None:
+        """Forget the expiry heaps (on partition assignment)."""
+        self.asks.reset()
+
+    def expire(self, partition: int, now: float) -> None:
+        self.asks.expire(partition, now)
+
+    def scores(self, event: GenerationEvent, partition: int, offset: int, now: float) -> list[Score]:
+        """``refreshed`` on the earlier generation when ``event`` asks the same thing again.
+
+        The earlier ask is the newest one *before this offset*: a batch replayed after a crash (its state
+        already written) finds the same earlier generations again, not itself or the asks that came after it.
+        """
+        key = ask_key(event.session_id, event.app, event.route, event.input)
+        ts = event.ts.timestamp()
+        stored = self.asks.get(key)
+        # [offset, generation_id, ts, model, prompt_version], sorted by offset
+        asks: list[list[Any]] = [a for a in (stored or {}).get("asks", ()) if a[0] != offset]
+        before = [a for a in asks if a[0] < offset]
+        asks.insert(len(before), [offset, event.generation_id, ts, event.model, event.prompt_version])
+        self.asks.put(key, {"asks": asks[-ASKS_KEPT:]}, partition, now)
+        if not before or not within_window(before[-1][2], ts, self.window_s):
+            return []
+        self.counters.refreshes += 1
+        _, generation_id, _, model, prompt_version = before[-1]
+        return refresh_scores(event, generation_id, model, prompt_version)

@@ -1,0 +1,276 @@
+"""One embedding model shared by several workers over a Unix socket (streams.embedding.server), real weights."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.embedding.backends import OnnxEncoder
+from streams.embedding.cache import CachedEncoder
+from streams.embedding.encoder import load_encoder
+from streams.embedding.onnx_export import default_cache_dir
+from streams.embedding.protocol import RemoteEncoderError, recv_reply, send_texts
+from streams.embedding.server import EncoderClient, EncoderServer, EncoderServerError
+from streams.settings import Settings
+from streams.worker.app import create_embedder
+
+TEXTS = [
+    "You should take 400 mg of ibuprofen every six hours with food.",
+    "Our Pro plan costs $49 per month, billed annually.",
+    "Thank you.",
+    "请问你们的退货政策是什么？",
+    "lone \ud800 surrogate",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx() -> OnnxEncoder:
+    enc = load_encoder("onnx", default_cache_dir())
+    assert isinstance(enc, OnnxEncoder)
+    return enc
+
+
+@pytest.fixture
+def sock() -> Iterator[Path]:
+    """A socket path short enough for AF_UNIX (108 bytes; pytest's tmp_path can be longer)."""
+    folder = Path(tempfile.mkdtemp(prefix="es-", dir="/tmp"))
+    yield folder / "encoder.sock"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Serving:
+    """An EncoderServer on a thread of this process."""
+
+    def __init__(self, encoder: object, path: Path) -> None:
+        self.server = EncoderServer(encoder, path)  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+class _FailsOn:
+    """The real encoder, except that a text equal to ``bad`` makes the whole call raise (a model failure)."""
+
+    def __init__(self, inner: OnnxEncoder, bad: str) -> None:
+        self.inner, self.bad, self.name, self.dim = inner, bad, inner.name, inner.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.bad in texts:
+            raise RuntimeError("the model failed")
+        return self.inner.encode(texts)
+
+
+def test_two_clients_share_one_model(onnx: OnnxEncoder, sock: Path) -> None:
+    serving = _Serving(onnx, sock)
+    try:
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # only the owner may connect
+        expected = onnx.encode(TEXTS)
+        got: dict[int, np.ndarray] = {}
+
+        def client(i: int) -> None:
+            with EncoderClient.connect(sock, wait_s=5) as enc:
+                assert (enc.name, enc.dim) == (onnx.name, 384)
+                for _ in range(3):  # calls from both clients overlap on the server
+                    got[i] = enc.encode(TEXTS[i:] + TEXTS[:i])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert serving.server.clients == 2
+        for i, vectors in got.items():
+            assert np.allclose(vectors, np.roll(expected, -i, axis=0), atol=1e-5)
+        assert len(got) == 2
+    finally:
+        serving.stop()
+    assert not sock.exists()  # removed on stop
+
+
+def test_a_model_failure_reaches_the_client_and_the_server_keeps_serving(onnx: OnnxEncoder, sock: Path) -> None:
+    serving = _Serving(_FailsOn(onnx, "boom"), sock)
+    try:
+        with EncoderClient.connect(sock, wait_s=5) as enc:
+            with pytest.raises(RemoteEncoderError, match="in the encoder: RuntimeError: the model failed"):
+                enc.encode(["fine", "boom"])
+            assert enc.encode(["fine"]).shape == (1, 384)
+            assert enc.connects == 1
+    finally:
+        serving.stop()
+
+
+def test_nothing_but_the_protocol_is_accepted(onnx: OnnxEncoder, sock: Path) -> None:
+    serving = _Serving(onnx, sock)
+    try:
+        conn = Client(str(sock), family="AF_UNIX")
+        assert recv_reply(conn) == ("ready", onnx.name, 384)
+        conn.send({"a pickled": "object"})  # never unpickled by the server
+        reply = recv_reply(conn)
+        assert reply[0] == "error" and reply[1] == "ProtocolError"
+        send_texts(conn, ["still serving"])
+        assert recv_reply(conn)[1].shape == (1, 384)
+        conn.close()
+    finally:
+        serving.stop()
+
+
+def test_a_client_waits_for_a_server_that_is_still_loading(onnx: OnnxEncoder, sock: Path) -> None:
+    late: list[_Serving] = []
+    timer = threading.Timer(1.0, lambda: late.append(_Serving(onnx, sock)))
+    timer.start()
+    try:
+        started = time.monotonic()
+        with EncoderClient.connect(sock, wait_s=30) as enc:
+            assert time.monotonic() - started >= 0.9
+            assert enc.encode(TEXTS[:1]).shape == (1, 384)
+    finally:
+        timer.join()
+        for serving in late:
+            serving.stop()
+
+
+def test_no_server_is_a_clear_error(sock: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(RemoteEncoderError, match=f"no encoder server on {sock}.*evalstream encoder"):
+        EncoderClient.connect(sock, wait_s=0.5)
+    assert time.monotonic() - started < 5
+
+
+def test_a_restarted_server_is_found_again_and_an_absent_one_fails_fast(onnx: OnnxEncoder, sock: Path) -> None:
+    serving = _Serving(onnx, sock)
+    enc = EncoderClient.connect(sock, wait_s=2)
+    try:
+        before = enc.encode(TEXTS)
+        serving.stop()
+        with pytest.raises(RemoteEncoderError, match="closed the connection"):
+            enc.encode(TEXTS)  # the server closed: this call fails, the next reconnects
+        # no server for longer than wait_s: the next call gives up after wait_s, the ones after it at once
+        started = time.monotonic()
+        with pytest.raises(RemoteEncoderError, match="no encoder server"):
+            enc.encode(TEXTS)
+        assert 1.5 <= time.monotonic() - started < 5
+        started = time.monotonic()
+        with pytest.raises(RemoteEncoderError, match="no encoder server"):
+            enc.encode(TEXTS)
+        assert time.monotonic() - started < 0.5
+        serving = _Serving(onnx, sock)  # back: found again, and the outage is over
+        assert np.allclose(enc.encode(TEXTS), before, atol=1e-6)
+        assert enc.connects == 2
+    finally:
+        enc.close()
+        serving.stop()
+
+
+def test_one_server_per_socket_and_stale_sockets_are_replaced(onnx: OnnxEncoder, sock: Path) -> None:
+    serving = _Serving(onnx, sock)
+    try:
+        with pytest.raises(EncoderServerError, match="already listens"):
+            EncoderServer(onnx, sock)
+    finally:
+        serving.stop()
+    import socket
+
+    stale = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on (as a killed server leaves)
+    stale.bind(str(sock))
+    stale.close()
+    assert sock.exists()
+    serving = _Serving(onnx, sock)
+    try:
+        with EncoderClient.connect(sock, wait_s=5) as enc:
+            assert enc.encode(TEXTS[:2]).shape == (2, 384)
+    finally:
+        serving.stop()
+    sock.write_text("not a socket")
+    with pytest.raises(EncoderServerError, match="is not a socket"):
+        EncoderServer(onnx, sock)
+
+
+def test_the_encoder_command_serves_the_worker(sock: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "EVALSTREAM_EMBED_BACKEND": "onnx", "EVALSTREAM_EMBED_SERVER": str(sock)}
+    log = (tmp_path / "encoder.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "streams.cli", "encoder"], env=env, stdout=log, stderr=log)
+    try:
+        # what the worker does with EVALSTREAM_EMBED_SERVER: no model of its own, the server's
+        scorer = create_embedder(Settings(data_dir=tmp_path, embed_server=sock, embed_backend="onnx-int8"))
+        assert scorer is not None and isinstance(scorer.encoder, CachedEncoder)
+        assert isinstance(scorer.encoder.inner, EncoderClient)
+        assert scorer.encoder.name == "onnx-fp32"  # the server's backend, not the worker's own setting
+        vectors = scorer.encoder.encode(TEXTS)
+        assert np.allclose(vectors, load_encoder("onnx", default_cache_dir()).encode(TEXTS), atol=1e-5)
+        scorer.encoder.inner.close()  # type: ignore[attr-defined]
+        second = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "encoder"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 1 and "already listens" in second.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "encoder.log").read_text()
+    assert not sock.exists()
+
+
+def test_the_encoder_command_needs_a_socket_and_a_model(sock: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EVALSTREAM_EMBED_SERVER"}
+    cmd = [sys.executable, "-m", "streams.cli", "encoder"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "--socket PATH or EVALSTREAM_EMBED_SERVER" in done.stderr
+    off = {**env, "EVALSTREAM_EMBED_BACKEND": "off"}
+    done = subprocess.run([*cmd, "--socket", str(sock)], env=off, capture_output=True, text=True)
+    assert done.returncode == 1 and "no model to serve" in done.stderr
+    done = subprocess.run([*cmd, "--socket", str(sock), "--concurrency", "0"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "concurrency" in done.stderr
+    assert not sock.exists()
+
+
+@pytest.mark.integration
+def test_two_workers_share_one_encoder_server_through_kafka(settings: Settings, sock: Path, tmp_path: Path) -> None:
+    """Two worker processes in one consumer group, one `evalstream encoder`: every generation embedded once."""
+    from sinks.catalog import connect, landed_counts
+    from streams.local.launch import spawn_cli, stop, wait_for
+    from streams.local.sample import generate
+    from streams.sdk.publisher import Publisher
+    from streams.topics import ensure_topics
+
+    settings = settings.model_copy(update={"embed_server": sock, "flush_max_events": 200})
+    ensure_topics(settings)
+    traffic = generate(n_events=800, n_sessions=40, n_malformed=0, seed=5)
+    with Publisher(settings.bootstrap_servers, settings.events_topic) as pub:
+        pub.publish_many(traffic.events)
+    server = spawn_cli(["encoder"], {**settings.to_env(), "EVALSTREAM_EMBED_BACKEND": "onnx"}, tmp_path / "enc.log")
+    workers = [spawn_cli(["worker"], settings.to_env(), tmp_path / f"worker-{i}.log") for i in range(2)]
+    try:
+        wait_for(lambda: landed_counts(settings.data_dir) == (800, 0) or None, 240, what="the workers", alive=server)
+        alive = [w.poll() is None for w in workers]
+    finally:
+        codes = [stop(w) for w in workers]
+        server_code = stop(server)
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
+    assert all(alive) and all(c in (0, -signal.SIGTERM) for c in codes), [log[-2000:] for log in logs]
+    assert server_code == 0, (tmp_path / "enc.log").read_text()[-2000:]
+    for log in logs:
+        assert "Traceback" not in log, log[-3000:]
+    con = connect(settings.data_dir)
+    generations = sum(e["type"] == "generation" and not e.get("error") for e in traffic.events)
+    embedded = con.execute("SELECT count(*), count(DISTINCT generation_id), any_value(encoder) FROM embeddings")
+    assert embedded.fetchone() == (generations, generations, "onnx-fp32")  # the server's backend
+    relevance = con.execute("SELECT count(*) FROM scores WHERE metric = 'relevance'").fetchone()
+    assert relevance is not None and relevance[0] > 0

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import streams.sdk
+from streams.sdk.schema import (
+    EditEvent,
+    EventValidationError,
+    FeedbackEvent,
+    GenerationEvent,
+    SpanEvent,
+    json_schema,
+    parse_event,
+    validate_event,
+)
+
+BASE = {"event_id": "e1", "ts": "2026-11-25T10:00:00+01:00", "session_id": "s1", "app": "chat"}
+GEN = {
+    **BASE,
+    "type": "generation",
+    "generation_id": "g1",
+    "route": "answer",
+    "model": "m",
+    "prompt_version": "v1",
+    "input": "hi",
+    "output": "hello",
+}
+
+
+def test_every_type_parses_to_its_model() -> None:
+    assert isinstance(parse_event(json.dumps(GEN)), GenerationEvent)
+    assert isinstance(validate_event({**BASE, "type": "edit", "generation_id": "g", "edited_output": ""}), EditEvent)
+    fb = validate_event({**BASE, "type": "feedback", "generation_id": "g", "score": 0.25})
+    assert isinstance(fb, FeedbackEvent) and fb.score == 0.25 and fb.thumbs is None
+    span = validate_event(
+        {
+            **BASE,
+            "type": "span",
+            "trace_id": "t",
+            "span_id": "s",
+            "parent_span_id": None,
+            "component": "llm",
+            "name": "call",
+            "start": "2026-11-25T10:00:00Z",
+            "end": "2026-11-25T10:00:01Z",
+            "status": "ok",
+        }
+    )
+    assert isinstance(span, SpanEvent)
+
+
+def test_timestamps_normalise_to_utc() -> None:
+    ev = parse_event(json.dumps(GEN))
+    assert ev.ts_utc.isoformat() == "2026-11-25T09:00:00"
+    assert json.loads(ev.to_json_bytes())["ts"] == "2026-11-25T09:00:00Z"
+
+
+def test_unknown_fields_are_kept_through_a_round_trip() -> None:
+    ev = parse_event(json.dumps({**GEN, "tenant": "acme", "tags": ["a", "b"]}))
+    assert ev.model_extra == {"tenant": "acme", "tags": ["a", "b"]}
+    again = parse_event(ev.to_json_bytes())
+    assert again.model_extra == ev.model_extra and again == ev
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"\xff\xfe", "malformed JSON"),
+        (b"", "malformed JSON"),
+        (None, "empty message"),
+        (b"42", "must be a JSON object"),
+        (json.dumps({**GEN, "type": "click"}).encode(), "type: must be one of"),
+        (json.dumps({k: v for k, v in GEN.items() if k != "output"}).encode(), "output: Field required"),
+        (json.dumps({**GEN, "ts": "2026-11-25T10:00:00"}).encode(), "ts: Input should have timezone info"),
+        (
+            json.dumps({**GEN, "latency_ms": -1}).encode(),
+            "latency_ms: Input should be greater than or equal to 0",
+        ),
+        (json.dumps({**GEN, "event_id": ""}).encode(), "event_id: String should have at least 1 character"),
+        (json.dumps({**BASE, "type": "feedback", "generation_id": "g"}).encode(), "feedback needs `thumbs`"),
+        (json.dumps({**BASE, "type": "feedback", "generation_id": "g", "thumbs": "meh"}).encode(), "thumbs:"),
+        (json.dumps({**BASE, "type": "feedback", "generation_id": "g", "score": 2}).encode(), "score:"),
+        (
+            json.dumps(
+                {
+                    **BASE,
+                    "type": "span",
+                    "trace_id": "t",
+                    "span_id": "s",
+                    "component": "c",
+                    "name": "n",
+                    "start": "2026-11-25T10:00:01Z",
+                    "end": "2026-11-25T10:00:00Z",
+                    "status": "ok",
+                }
+            ).encode(),
+            "span `end` is before `start`",
+        ),
+    ],
+)
+def test_bad_input_gets_a_clear_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        parse_event(raw)
+    assert reason in info.value.reason
+
+
+def test_published_json_schema_is_generated_from_the_models() -> None:
+    published = Path(streams.sdk.__file__).with_name("event.schema.json")
+    assert json.loads(published.read_text()) == json_schema(), "run: evalstream schema > streams/sdk/event.schema.json"
+    assert set(json_schema()["discriminator"]["mapping"]) == {
+        "generation",
+        "feedback",
+        "edit",
+        "regenerate",
+        "span",
+    }

@@ -1,0 +1,148 @@
+"""The per-app evaluation config: resolution route → app → "*" → defaults, errors that name the field, reloads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.embedding.cache import CachedEncoder
+from streams.worker.evalconfig import EXAMPLE_CONFIG, ConfigError, EvalConfig, ReferenceBook
+
+CONFIG = """
+[defaults]
+topic_threshold = 0.4
+weights = { semantic_similarity = 1.0 }
+
+[apps.bot]
+examples = ["good answer"]
+weights = { semantic_similarity = 0.5, novelty = 0.5 }
+[apps.bot.topics.medical]
+exemplars = ["take pills"]
+[apps.bot.topics.legal]
+exemplars = ["sue them"]
+threshold = 0.7
+[apps.bot.routes.triage]
+examples = ["triaged"]
+[apps.bot.routes.triage.topics.legal]
+exemplars = ["call a lawyer"]
+threshold = 0.9
+[apps.bot.routes.triage.topics.pricing]
+exemplars = ["cheaper elsewhere"]
+
+[apps."*"]
+examples = ["generic"]
+"""
+
+
+def test_resolution_layers() -> None:
+    cfg = EvalConfig.parse_toml(CONFIG)
+    answer = cfg.resolve("bot", "answer")
+    assert answer.examples == ("good answer",)
+    assert [(t.name, t.threshold, t.exemplars) for t in answer.topics] == [
+        ("legal", 0.7, ("sue them",)),
+        ("medical", 0.4, ("take pills",)),
+    ]
+    assert answer.weights == {"semantic_similarity": 0.5, "novelty": 0.5}
+    triage = cfg.resolve("bot", "triage")
+    assert triage.examples == ("triaged",)
+    assert [(t.name, t.threshold, t.exemplars) for t in triage.topics] == [
+        ("legal", 0.9, ("call a lawyer",)),  # the route overrides the app's topic of the same name
+        ("medical", 0.4, ("take pills",)),
+        ("pricing", 0.4, ("cheaper elsewhere",)),
+    ]
+    assert triage.weights == {"semantic_similarity": 0.5, "novelty": 0.5}  # inherited from the app
+    other = cfg.resolve("someone-else", None)
+    assert other.examples == ("generic",) and other.topics == ()
+    assert other.weights == {"semantic_similarity": 1.0}  # the defaults
+    assert set(cfg.sentences()) == {
+        "good answer", "take pills", "sue them", "triaged", "call a lawyer", "cheaper elsewhere", "generic",
+    }  # fmt: skip
+
+
+def test_empty_config_resolves_to_nothing() -> None:
+    r = EvalConfig().resolve("a", "b")
+    assert r.examples == () and r.topics == ()
+    assert r.weights == {"semantic_similarity": 0.7, "novelty": 0.3}
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ('[apps.bot.topics.medical]\nexemplars = ["x"]\nthreshold = 1.5', "apps.bot.topics.medical.threshold", "1"),
+        ("[apps.bot.topics.medical]\nexemplars = []", "apps.bot.topics.medical.exemplars", "at least 1"),
+        ('[apps.bot.topics.Medical-Advice]\nexemplars = ["x"]', "apps.bot.topics.Medical-Advice", "pattern"),
+        ('[apps.bot]\nexampels = ["x"]', "apps.bot.exampels", "Extra inputs"),
+        ("[apps.bot]\nweights = { novelty = -1 }", "apps.bot.weights.novelty", "greater than or equal to 0"),
+        ("[apps.bot]\nweights = { fluency = 1 }", "apps.bot.weights.fluency", ""),
+        ('[apps.bot]\nexamples = [""]', "apps.bot.examples.0", "at least 1 character"),
+        ("[defaults]\ntopic_threshold = 0", "defaults.topic_threshold", "greater than 0"),
+    ],
+)
+def test_invalid_config_names_the_field(text: str, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        EvalConfig.parse_toml(text, "my.toml")
+    assert "my.toml" in str(info.value)
+    assert f"{field}: " in str(info.value) or f"{field}." in str(info.value)
+    assert message in str(info.value)
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        EvalConfig.parse_toml("[apps\n", "bad.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        EvalConfig.load(tmp_path / "missing.toml")
+
+
+def test_the_example_config_is_valid() -> None:
+    cfg = EvalConfig.load(EXAMPLE_CONFIG)
+    assert {t.name for t in cfg.resolve("support-bot", "answer").topics} >= {"medical_advice", "legal_advice"}
+    assert cfg.resolve("support-bot", "summarize-ticket").examples != cfg.resolve("support-bot", "answer").examples
+
+
+class LengthEncoder:
+    """A deterministic stand-in for the model (the real one is tested in test_embedding_stage.py)."""
+
+    name = "length"
+    dim = 2
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        v = np.array([[len(t), 1.0] for t in texts], np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_reference_book_embeds_all_references_at_start_and_reloads_on_change(tmp_path: Path) -> None:
+    path = tmp_path / "eval.toml"
+    path.write_text(CONFIG)
+    inner = LengthEncoder()
+    book = ReferenceBook(path, CachedEncoder(inner), check_every_s=0)
+    assert set(inner.seen) == set(EvalConfig.parse_toml(CONFIG).sentences())
+    refs = book.references("bot", "answer")
+    assert refs.examples.shape == (1, 2) and [t.name for t, _ in refs.topics] == ["legal", "medical"]
+    assert book.refresh() is False  # unchanged
+
+    path.write_text('[apps.bot]\nexamples = ["a brand new example"]\n')
+    os.utime(path, ns=(1, 1))  # a different mtime even on coarse clocks
+    assert book.refresh() is True and book.reloads == 1
+    assert "a brand new example" in inner.seen
+    assert book.references("bot", "answer").resolved.examples == ("a brand new example",)
+    assert book.references("bot", "answer").topics == ()
+
+    path.write_text("[apps.bot]\nexamples = 3\n")  # invalid while running: keep the previous config
+    os.utime(path, ns=(2, 2))
+    assert book.refresh() is False
+    assert book.references("bot", "answer").resolved.examples == ("a brand new example",)
+
+
+def test_invalid_config_at_start_fails_fast(tmp_path: Path) -> None:
+    path = tmp_path / "eval.toml"
+    path.write_text("[apps.bot.topics.x]\nthreshold = 0.5\n")
+    with pytest.raises(ConfigError, match=r"apps\.bot\.topics\.x\.exemplars: Field required"):
+        ReferenceBook(path, CachedEncoder(LengthEncoder()))
