@@ -81,7 +81,7 @@ _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, str]]
 
 
 # Every detector needs an "@" (email), a digit (IBAN, card, SSN, IPv4, phone) or two ":" (IPv6): one scan for
-# these skips all six patterns on most texts (hh-rlhf turns: 6.5% have one; 16.7 -> 3.5 us per text).
+# these skips all six patterns on most texts, which have none of them.
 _MAYBE_PII = re.compile(r"[@:\d]")
 
 

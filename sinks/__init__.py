@@ -1,0 +1,1 @@
+"""Where scored events land: Arrow schemas, the Parquet writer, the DuckDB catalog over what it wrote."""

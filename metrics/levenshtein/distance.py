@@ -22,8 +22,7 @@ def _run(
 
     Small calls (a novelty check: one output against 32 recent ones) run on the calling thread: a parallel
     region would wake every Numba thread for a few microseconds of work each, and in the worker those
-    threads would fight the embedding model's threads for the cores (measured: the worker's novelty took
-    1.8x its share of the event loop when it ran in parallel beside a busy encoder).
+    threads would fight the embedding model's threads for the cores.
     """
     n = a_start.shape[0]
     if chars is None:

@@ -17,8 +17,8 @@ _EMPTY = np.int64(-1)
 _SMALL_K = 31  # the largest band one 64-bit word can hold (2k + 1 <= 64)
 _SMALL_MAX_LEN = 512  # longer strings rarely stay within 31 edits; a failed small-band pass is wasted work
 # Pairs the small band rejected (more than 31 apart) with patterns up to this long get one pass over all
-# blocks instead of a narrow guess and a second pass: novelty checks (dissimilar outputs of ~256 characters)
-# ran 1.36x faster; for longer patterns the narrow guess still pays (512 characters: 0.92x when full).
+# blocks instead of a narrow guess and a second pass (dissimilar novelty pairs mostly fail the guess); for
+# longer patterns the narrow guess still pays.
 _RETRY_FULL = 256
 
 

@@ -31,8 +31,7 @@ def _ucs4_scratch(side: int, count: int, width: int) -> np.ndarray:
 def utf32(text: str) -> np.ndarray:
     """``text`` as a writable array of code points. Writable, like every buffer handed to the kernels: Numba
     types a read-only array (``np.frombuffer`` of bytes) apart, so such a buffer compiled the kernels again,
-    after :func:`warm_up`, in the worker's first batch (on the H200 machine, 13.4 s of scoring for 8 batches
-    that took ~0.3 s each once warm)."""
+    after :func:`warm_up`, in the worker's first batch: seconds of compilation there."""
     return np.frombuffer(bytearray(text.encode("utf-32-le", "surrogatepass")), dtype=np.uint32)
 
 

@@ -68,8 +68,7 @@ class DirectTorchEncoder:
     """The transformer run directly by torch, for CUDA: what ``SentenceTransformer.encode`` computes, faster.
 
     ``SentenceTransformer.encode`` tokenizes each batch through the ``transformers`` wrapper on the calling
-    thread and copies each batch back before queueing the next: on an H200 it encoded 9,791 sentences/s in
-    fp16 and 8,136 in fp32 (hh-rlhf turns, 122 characters mean), so the GPU mostly waited for the CPU. Here the
+    thread and copies each batch back before queueing the next, so a fast GPU mostly waits for the CPU. Here the
     whole call is tokenized at once by ``tokenizers.encode_batch`` (parallel Rust threads), sorted by length
     so batches carry little padding, and every batch's mean pooling and L2 normalization run on the device
     into one output tensor, with a single copy back at the end: the CPU queues the next batch while the GPU
@@ -144,8 +143,8 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         self.tokenizer = load_tokenizer()
-        # Batches run side by side, one thread each: on 2 cores this encoded 7-12% more sentences/s than one
-        # batch at a time on a 2-thread intra-op pool, whose second thread waits at every operator's barrier.
+        # Batches run side by side, one thread each: a multi-threaded intra-op pool makes its threads wait at
+        # every operator's barrier.
         self.workers = threads or os.cpu_count() or 1
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -159,10 +158,8 @@ class OnnxEncoder:
         self.fp32 = session(fp32_path)
         self.int8 = session(int8_path) if int8_path is not None else None
         self.batch_size = batch_size
-        # Long texts go in smaller batches: at most batch_size texts and batch_size x 24 padded tokens a batch.
-        # On 10,800 real turns (2 cores, int8): 635 -> 686 sentences/s in one call, 598 -> 674 in calls of
-        # 2,048 texts (the worker's), 552 -> 663 in calls of 1,024 (x 32 tokens: 676 / 665 / 649; x 16: 682 /
-        # 671 / 669), because fixed batches of 32 padded 8.1% extra tokens at 2,048 texts a call.
+        # Long texts go in smaller batches (at most batch_size texts and batch_size x 24 padded tokens a batch):
+        # fixed-size batches pad the long tail with tokens the model computes for nothing.
         self.token_budget = batch_size * 24
         self.int8_min_tokens = int8_min_tokens
         self.name = f"onnx-int8(>={int8_min_tokens} tokens)" if self.int8 is not None else "onnx-fp32"

@@ -4,7 +4,7 @@ Backends (all return L2-normalized ``float32`` vectors of 384 dimensions, like `
 
 - ``torch``: on CPU ``SentenceTransformer.encode`` in fp32, the reference (:class:`TorchEncoder`); on CUDA the same
   transformer in fp16 run directly (:class:`DirectTorchEncoder`: parallel tokenization of the whole call,
-  length-sorted batches, pooling on the GPU, one copy back), 4.2x ``SentenceTransformer.encode`` on an H200.
+  length-sorted batches, pooling on the GPU, one copy back), several times faster on a GPU (``bench/README.md``).
 - ``onnx``: the same weights exported to ONNX once (:mod:`streams.embedding.onnx_export`) and run by onnxruntime, with
   the tokenizer from the ``tokenizers`` library and mean pooling in NumPy. Identical to ``torch`` up to float
   rounding (cosine 1.00000), and faster on CPU.
@@ -18,7 +18,7 @@ Backends (all return L2-normalized ``float32`` vectors of 384 dimensions, like `
   batchings); use ``onnx`` where bit-for-bit repeatability matters. Before use, the int8 path is
   checked against fp32 on :data:`CHECK_SENTENCES`; if it misses mean cosine >= 0.99 or min >= 0.98 the encoder
   falls back to ``onnx`` and says so in the log.
-- ``auto``: ``torch`` (fp16) when CUDA is available, else ``onnx-int8`` (measured fastest on CPU by
+- ``auto``: ``torch`` (fp16) when CUDA is available, else ``onnx-int8`` (the fastest on CPU in
   ``bench/embeddings.py``).
 
 Example::

@@ -16,7 +16,8 @@ Failure handling:
 - an error while encoding is raised in the parent as :class:`RemoteEncoderError` with the child's message; the
   child keeps serving;
 - if the child dies, the call raises :class:`RemoteEncoderError` with its exit code and the next call starts a
-  new child (the worker then encodes that batch again: see ``EmbeddingStage.finish`` in ``streams.worker.embedding_scores``);
+  new child (the worker then encodes that batch again: see
+  ``streams.worker.embedding_scores.EmbeddingStage.finish``);
 - the child ignores SIGINT (a Ctrl+C reaches the whole process group: the worker stops it itself) and exits as
   soon as the parent's end of the pipe closes, also when the parent was killed.
 

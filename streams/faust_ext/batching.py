@@ -3,7 +3,7 @@
 Faust's ``Stream.take_events(max, within)`` stops its background reader while the caller processes a batch:
 the next batch is only assembled (each event delivered through the stream, deserialized, buffered) after the
 previous one returns. With a model that keeps every core busy during a batch, that delivery becomes a serial
-pause between batches (py-spy on the worker, 2 cores: the encoder threads idled 23% of the time).
+pause between batches, during which the model idles (figure in ``bench/README.md``).
 
 :func:`take_events_overlapped` is the same contract with a second buffer: while the caller holds batch N,
 the reader fills batch N+1 (up to ``max_`` events, then it waits). Events are acked only after the caller is

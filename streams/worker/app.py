@@ -104,14 +104,12 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         # DLQ messages in fewer, larger produce requests (Faust's default sends each message as soon as it is
-        # queued). It first served the table changelogs too (2 cores, embeddings off: 1,875-2,022 -> 2,245-2,476
-        # generations/s); those now leave in one record batch per partition and batch (streams.faust_ext.changelog)
+        # queued); the table changelogs leave in bulk anyway (streams.faust_ext.changelog)
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
     )
-    # A batch may dead-letter every one of its events at once. Faust's producer buffer holds 100 messages before
-    # it stalls the stream, with a warning per 100 sent ("producer buffer full"; seen at 100-124 per 20,000 events
-    # when the table writes went this way too, and no faster for it). Room for a few batches' worth.
+    # A batch may dead-letter every one of its events at once, and Faust's producer buffer stalls the stream
+    # (warning "producer buffer full") past 100 messages: room for a few batches' worth.
     buffer = app.producer.buffer
     buffer.max_messages = max(buffer.max_messages, 4 * settings.flush_max_events)
     source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")

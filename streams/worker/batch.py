@@ -43,11 +43,11 @@ from streams.worker.counters import WorkerCounters
 from streams.worker.dead_letters import dead_letter_headers
 from streams.worker.embedding_scores import EmbeddingScorer, EmbeddingStage, Encoded
 from streams.worker.join import GenerationJoin
-from streams.worker.novelty_stage import NoveltyJob, NoveltyStage
+from streams.worker.novelty_stage import NoveltyJob, NoveltyStage, novelty_scores
 from streams.worker.persist import ParquetSinks, PartitionBatch, write_until_durable
 from streams.worker.refreshes import Refreshes
 from streams.worker.rows import dlq_row, event_row, score_row
-from streams.worker.scoring import GenerationRef, Score, edit_scores, novelty_scores, scores_for
+from streams.worker.scoring import GenerationRef, Score, edit_scores, scores_for
 
 log = logging.getLogger("evalstream.worker")
 

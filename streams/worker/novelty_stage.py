@@ -27,6 +27,7 @@ from metrics.novelty import RecentOutputs, novelty, novelty_many
 from streams.faust_ext.current_event import set_current_event
 from streams.sdk.schema import GenerationEvent
 from streams.worker.counters import WorkerCounters
+from streams.worker.scoring import GenerationRef, Score, scores_of
 
 log = logging.getLogger("evalstream.worker")
 
@@ -111,3 +112,8 @@ class NoveltyStage:
         for key, state in states.items():
             set_current_event(job.owners[key])
             self.recent[key] = list(state.outputs)
+
+
+def novelty_scores(event: GenerationEvent, value: float | None) -> list[Score]:
+    """The ``novelty`` score of a generation (nothing when there was no earlier output to compare with)."""
+    return scores_of(event, GenerationRef.of(event), {"novelty": value})

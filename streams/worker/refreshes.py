@@ -20,7 +20,7 @@ from metrics.refresh import ask_key, within_window
 from streams.sdk.schema import GenerationEvent
 from streams.worker.counters import WorkerCounters
 from streams.worker.join import ExpiringTable
-from streams.worker.scoring import Score, refresh_scores
+from streams.worker.scoring import Score
 
 ASKS_KEPT = 8  # asks kept per (session, app, route, input); a replay finds the earlier one among them
 
@@ -63,3 +63,13 @@ class Refreshes:
         self.counters.refreshes += 1
         _, generation_id, _, model, prompt_version = before[-1]
         return refresh_scores(event, generation_id, model, prompt_version)
+
+
+def refresh_scores(event: GenerationEvent, generation_id: str, model: str, prompt_version: str) -> list[Score]:
+    """``refreshed`` = 1 on the earlier generation (id and labels as the worker kept them) that ``event`` asked
+    again (see :mod:`metrics.refresh`). The row's event is ``event``, its generation the earlier one, like a
+    regenerate's."""
+    return [
+        Score(event.event_id, generation_id, event.ts_utc, event.app, event.route, model, prompt_version,
+              "refreshed", 1.0)
+    ]  # fmt: skip

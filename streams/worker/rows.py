@@ -63,7 +63,7 @@ def event_row(event: Event, topic: str, partition: int, offset: int, store_text:
 
 
 def score_row(score: Score) -> dict[str, Any]:
-    # a dict literal: 0.26 us against 0.37 for Score._asdict(), ~13 rows per generation
+    # a dict literal, not Score._asdict(): this runs ~13 times per generation
     return {
         "event_id": score.event_id,
         "generation_id": score.generation_id,

@@ -42,8 +42,7 @@ _STATE_FILE = "broker.json"
 
 # JVM flags of the local broker (override with EVALSTREAM_KAFKA_JVM_FLAGS). It serves tests, the demo and the
 # benchmarks on the same machine as the worker, so it is tuned to take little CPU from it: the client JIT only
-# and the serial collector. Measured on 2 cores (2026-11-26): start 2.2 s / 1.6 s of CPU (G1 + tiered JIT:
-# 2.6 s / 2.6 s), idle 0.023 cores (0.028), 0.046 cores (0.081) while the embedding benchmark's worker ran.
+# and the serial collector, which start faster and use less CPU idle and under load.
 DEFAULT_JVM_FLAGS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 
 
