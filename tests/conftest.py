@@ -11,6 +11,14 @@ from streams.settings import Settings, get_settings
 from tests.kafka_fixture import kafka_bootstrap_servers
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the broker (directly or through ``settings``) is an integration test, so
+    ``-m "not integration"`` runs without one."""
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """Bootstrap servers of a real Kafka broker for the whole test session."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -45,3 +47,23 @@ def consume_all(bootstrap: str, topic: str, partitions: int) -> list:
             out.append(msg)
     consumer.close()
     return out
+
+
+def score(event_id: str, ts: datetime, value: float = 1.0) -> dict:
+    """A ``scores`` row of metric ``x`` for generation ``g``."""
+    return {
+        "event_id": event_id,
+        "generation_id": "g",
+        "ts": ts,
+        "app": "a",
+        "route": "r",
+        "model": "m",
+        "prompt_version": "v",
+        "metric": "x",
+        "value": value,
+    }
+
+
+def files(root: Path) -> list[str]:
+    """Every file below ``root``, relative to it, sorted."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

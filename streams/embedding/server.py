@@ -1,7 +1,7 @@
 """One embedding model shared by the workers of a machine, over a Unix socket (``evalstream encoder``).
 
-Beside a GPU one worker cannot feed the model (its event loop is the limit, see the README), so a machine runs
-several workers; each loading its own model would put several CUDA contexts on one GPU, or several ONNX thread
+Beside a GPU one worker cannot feed the model (its event loop is the limit: ``docs/architecture.md``), so a machine
+runs several workers; each loading its own model would put several CUDA contexts on one GPU, or several ONNX thread
 pools on the same cores. Instead, ``evalstream encoder`` loads the model once and serves every worker that sets
 ``EVALSTREAM_EMBED_SERVER`` to its socket: each connection is served by a thread of its own, so one worker's
 texts are tokenized while another's run on the model. The protocol is :mod:`streams.embedding.protocol` (no pickle).

@@ -10,24 +10,7 @@ from sinks.parquet import PartitionedParquetWriter
 from sinks.schemas import EVENTS_SCHEMA, SCORES_SCHEMA
 from streams.sdk.schema import validate_event
 from streams.worker.rows import event_row
-
-
-def score(event_id: str, ts: datetime, value: float = 1.0) -> dict:
-    return {
-        "event_id": event_id,
-        "generation_id": "g",
-        "ts": ts,
-        "app": "a",
-        "route": "r",
-        "model": "m",
-        "prompt_version": "v",
-        "metric": "x",
-        "value": value,
-    }
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+from tests.helpers import score
 
 
 def test_views_exist_before_any_file_and_expose_dt(tmp_path: Path) -> None:

@@ -11,24 +11,7 @@ import pyarrow.parquet as pq
 from sinks.catalog import connect
 from sinks.parquet import PartitionedParquetWriter, file_name
 from sinks.schemas import SCORES_SCHEMA
-
-
-def score(event_id: str, ts: datetime, value: float = 1.0) -> dict:
-    return {
-        "event_id": event_id,
-        "generation_id": "g",
-        "ts": ts,
-        "app": "a",
-        "route": "r",
-        "model": "m",
-        "prompt_version": "v",
-        "metric": "x",
-        "value": value,
-    }
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+from tests.helpers import files, score
 
 
 def test_files_are_named_by_partition_and_offsets_and_split_by_date(tmp_path: Path) -> None:

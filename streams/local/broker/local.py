@@ -144,6 +144,12 @@ group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 """
 
+
+def server_properties(port: int, controller_port: int, log_dir: Path | str) -> str:
+    """The broker's ``server.properties``: one node acting as broker and KRaft controller, on loopback only."""
+    return _SERVER_PROPERTIES.format(port=port, controller_port=controller_port, log_dir=log_dir)
+
+
 _LOG4J2_PROPERTIES = """\
 status = warn
 appender.file.type = File
@@ -188,7 +194,7 @@ class LocalBroker:
         if log_dir.exists():  # a stale run: start from empty storage, formatting refuses otherwise
             shutil.rmtree(log_dir)
         props = data / "server.properties"
-        props.write_text(_SERVER_PROPERTIES.format(port=port, controller_port=controller_port, log_dir=log_dir))
+        props.write_text(server_properties(port, controller_port, log_dir))
         log_file = data / "broker.log"
         log_cfg = data / "log4j2.properties"
         log_cfg.write_text(_LOG4J2_PROPERTIES.format(log_file=log_file, level=log_level))

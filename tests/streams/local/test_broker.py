@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streams.local.broker import BrokerError, LocalBroker, ensure_jars
-from streams.local.broker.local import _SERVER_PROPERTIES, cluster_id
+from streams.local.broker.local import cluster_id, server_properties
 
 
 @pytest.mark.integration
@@ -28,7 +28,7 @@ def test_missing_java_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_server_properties_are_single_node_kraft_on_loopback() -> None:
-    text = _SERVER_PROPERTIES.format(port=1, controller_port=2, log_dir="/x")
+    text = server_properties(port=1, controller_port=2, log_dir="/x")
     props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert props["process.roles"] == "broker,controller"
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2"

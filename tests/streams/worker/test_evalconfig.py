@@ -104,7 +104,7 @@ def test_the_example_config_is_valid() -> None:
 
 
 class LengthEncoder:
-    """A deterministic stand-in for the model (the real one is tested in test_embedding_stage.py)."""
+    """A deterministic stand-in for the model (the real one is tested in tests/streams/embedding/test_encoder.py)."""
 
     name = "length"
     dim = 2

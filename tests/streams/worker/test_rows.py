@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from sinks.schemas import SCORES_SCHEMA
 from streams.sdk.schema import validate_event
 from streams.worker.rows import dlq_row, event_row, score_row
-
-
-def score(event_id: str, ts: datetime, value: float = 1.0) -> dict:
-    return {
-        "event_id": event_id,
-        "generation_id": "g",
-        "ts": ts,
-        "app": "a",
-        "route": "r",
-        "model": "m",
-        "prompt_version": "v",
-        "metric": "x",
-        "value": value,
-    }
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def test_store_text_redacted_or_none_keeps_pii_out_of_rows() -> None:
@@ -60,7 +41,6 @@ def test_store_text_redacted_or_none_keeps_pii_out_of_rows() -> None:
 
 
 def test_score_row_has_every_score_field() -> None:
-    from datetime import datetime
 
     from streams.worker.scoring import Score
 
