@@ -1,24 +1,36 @@
 """The evalstream API: FastAPI app factory (``uvicorn --factory api.app:create_app``).
 
+Every page it serves works without a network: the ``/docs`` (Swagger UI) and ``/redoc`` pages load their
+JavaScript, CSS and favicon from the API itself (the assets ship in the ``fastapi-offline`` package), never
+from a CDN, and Swagger UI's validator badge (an image from validator.swagger.io) is off.
+
 Example::
 
     >>> from fastapi.testclient import TestClient
-    >>> TestClient(create_app()).get("/health").json()["status"]
+    >>> client = TestClient(create_app())
+    >>> client.get("/health").json()["status"]
     'ok'
+    >>> "cdn.jsdelivr.net" in client.get("/docs").text
+    False
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.routers import health, metrics
 
+DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
+
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title="evalstream",
         summary="Online evaluation of LLM applications from Kafka traffic",
         version="0.1.0",
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
