@@ -1,12 +1,17 @@
 """FastAPI dependencies: settings and a DuckDB connection over what the sinks wrote (one per request).
 
-Example::
+Example (a fresh data folder: the views exist and are empty)::
 
+    >>> import tempfile
     >>> from fastapi import FastAPI
+    >>> from fastapi.testclient import TestClient
     >>> app = FastAPI()
     >>> @app.get("/n")
     ... def n(db: DuckDB) -> int:
     ...     return db.execute("SELECT count(*) FROM scores").fetchone()[0]
+    >>> app.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=tempfile.mkdtemp())
+    >>> TestClient(app).get("/n").json()
+    0
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``evalstream`` command line.
 
-Example::
+Usage::
 
     $ evalstream kafka start            # a local Apache Kafka broker, prints its bootstrap address
     $ evalstream worker                 # the Faust worker
@@ -9,6 +9,17 @@ Example::
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
     $ evalstream demo                   # all of the above with sample traffic
+
+Example (``publish`` checks every line before it sends any, so a bad file is refused without a broker)::
+
+    >>> from typer.testing import CliRunner
+    >>> result = CliRunner().invoke(app, ["publish", "-"], input='{"type": "regenerate"}\\nnot json\\n')
+    >>> result.exit_code
+    2
+    >>> print(result.stderr, end="")
+    line 1: event_id: Field required; ts: Field required; ...
+    line 2: malformed JSON: Expecting value: line 1 column 1 (char 0)
+    error: 2 of 2 lines are invalid; nothing was sent (use --raw to send anyway)
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("evalstream-data"), description="Where the sinks write Parquet.")
     flush_max_events: int = Field(default=5000, ge=1, description="Flush a batch at this many events...")
     flush_interval_s: float = Field(default=2.0, gt=0, le=30, description="...or after this many seconds.")
+    commit_interval_s: float = Field(
+        default=2.8, gt=0, le=3600, description="How often offsets of durable batches are committed (Faust's default)."
+    )
     join_ttl_s: float = Field(
         default=24 * 3600, gt=0, description="How long a generation stays joinable by edits/feedback."
     )

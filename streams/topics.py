@@ -3,10 +3,9 @@
 The worker's join table is co-partitioned with the source topic, so its changelog must have the same number
 of partitions; :func:`ensure_topics` returns the count the events topic really has.
 
-Example::
+Usage (needs a broker)::
 
-    >>> ensure_topics(Settings(bootstrap_servers="127.0.0.1:9092"))   # doctest: +SKIP
-    6
+    ensure_topics(Settings(bootstrap_servers="127.0.0.1:9092"))   # 6, the events topic's partitions
 """
 
 from __future__ import annotations

@@ -1,10 +1,27 @@
 """``/v1/metrics``: windowed aggregates of the scores.
 
-Example::
+Request and response::
 
     GET /v1/metrics/timeseries?metric=edit_ratio&window=1h&group_by=model&since=2026-11-25T00:00:00Z
     -> {"data": [{"bucket": "2026-11-25T10:00:00Z", "group": "model-a", "count": 12,
                   "mean": 0.21, "p50": 0.18, "p95": 0.52}, ...], "count": 7}
+
+Example (the bucket width, and a request the API refuses before it reads anything)::
+
+    >>> parse_window("5m"), parse_window("1d")
+    (300, 86400)
+    >>> import tempfile
+    >>> from fastapi import FastAPI
+    >>> from fastapi.testclient import TestClient
+    >>> from api.settings import ApiSettings, get_settings
+    >>> app = FastAPI()
+    >>> app.include_router(router)
+    >>> app.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=tempfile.mkdtemp())
+    >>> client = TestClient(app)
+    >>> client.get("/v1/metrics/timeseries", params={"metric": "edit_ratio", "window": "5x"}).json()
+    {'detail': "window must look like 30s, 5m, 1h, 1d or 1w (got '5x')"}
+    >>> client.get("/v1/metrics/timeseries", params={"metric": "edit_ratio"}).json()
+    {'data': [], 'count': 0}
 """
 
 from __future__ import annotations

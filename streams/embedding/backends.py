@@ -2,11 +2,10 @@
 
 Choose one with :func:`streams.embedding.encoder.load_encoder`, which also says when each is used.
 
-Example::
+Usage (needs the model package; ``tests/streams/embedding`` runs it)::
 
-    >>> enc = OnnxEncoder(fp32_path, int8_path, batch_size=32)     # doctest: +SKIP
-    >>> enc.encode(["a sentence"]).shape                            # doctest: +SKIP
-    (1, 384)
+    enc = OnnxEncoder(fp32_path, int8_path, batch_size=32)
+    enc.encode(["a sentence"]).shape   # (1, 384)
 """
 
 from __future__ import annotations

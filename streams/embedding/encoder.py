@@ -21,12 +21,11 @@ Backends (all return L2-normalized ``float32`` vectors of 384 dimensions, like `
 - ``auto``: ``torch`` (fp16) when CUDA is available, else ``onnx-int8`` (the fastest on CPU in
   ``bench/embeddings.py``).
 
-Example::
+Usage (needs the model package; ``tests/streams/embedding`` runs it)::
 
-    >>> enc = load_encoder("onnx")                                  # doctest: +SKIP
-    >>> v = enc.encode(["The cat sat on the mat.", "A cat was sitting on a mat."])  # doctest: +SKIP
-    >>> v.shape, round(float(v[0] @ v[1]), 2)                       # doctest: +SKIP
-    ((2, 384), 0.9)
+    enc = load_encoder("onnx")
+    v = enc.encode(["The cat sat on the mat.", "A cat was sitting on a mat."])
+    v.shape, round(float(v[0] @ v[1]), 2)   # ((2, 384), 0.9)
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``, whose only
 ``transformers<4.58`` while sentence-transformers 6.x needs transformers 5; this module uses ``torch.onnx`` and
 ``onnxruntime.quantization`` directly instead, so no pins fight each other.
 
-Example (about 1 s to export and 1 s to quantize the first time, then found in the cache)::
+Usage (needs the model package; about 1 s to export and 1 s to quantize the first time, then found in the
+cache)::
 
-    >>> fp32 = export_onnx(model_dir(), default_cache_dir())   # doctest: +SKIP
-    >>> int8 = quantize_int8(fp32)                             # doctest: +SKIP
+    fp32 = export_onnx(model_dir(), default_cache_dir())
+    int8 = quantize_int8(fp32)
 """
 
 from __future__ import annotations

@@ -21,12 +21,11 @@ Failure handling:
 - the child ignores SIGINT (a Ctrl+C reaches the whole process group: the worker stops it itself) and exits as
   soon as the parent's end of the pipe closes, also when the parent was killed.
 
-Example::
+Usage (the child loads the model package; ``tests/streams/embedding`` runs it)::
 
-    >>> enc = EncoderProcess.start("onnx-int8")                      # doctest: +SKIP
-    >>> enc.encode(["The cat sat on the mat."]).shape                # doctest: +SKIP
-    (1, 384)
-    >>> enc.close()                                                  # doctest: +SKIP
+    enc = EncoderProcess.start("onnx-int8")
+    enc.encode(["The cat sat on the mat."]).shape   # (1, 384)
+    enc.close()
 """
 
 from __future__ import annotations

@@ -12,14 +12,25 @@ socket only once the model is loaded). A lost server makes the call that noticed
 :class:`streams.embedding.protocol.RemoteEncoderError`; the next calls reconnect, waiting at most ``wait_s`` in all
 per outage (a restarted server is found again; a server that stays away fails each call at once after that).
 
-Example::
+Usage::
 
     $ evalstream encoder --socket /tmp/evalstream-encoder.sock &
     $ EVALSTREAM_EMBED_SERVER=/tmp/evalstream-encoder.sock evalstream worker
 
-    >>> with EncoderClient.connect("/tmp/evalstream-encoder.sock") as enc:    # doctest: +SKIP
-    ...     enc.encode(["The cat sat on the mat."]).shape
-    (1, 384)
+Example (any object with ``name``, ``dim`` and ``encode`` stands in for the model)::
+
+    >>> import tempfile
+    >>> class Lengths:
+    ...     name, dim = "lengths", 2
+    ...     def encode(self, texts):
+    ...         return np.array([[len(t), 1] for t in texts], np.float32)
+    >>> server = EncoderServer(Lengths(), Path(tempfile.mkdtemp()) / "encoder.sock")
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> with EncoderClient.connect(server.path, wait_s=10) as enc:
+    ...     enc.name, enc.encode(["The cat sat.", "Hi"]).tolist()
+    ('lengths', [[12.0, 1.0], [2.0, 1.0]])
+    >>> server.stop(); server.path.exists()
+    False
 """
 
 from __future__ import annotations
@@ -57,10 +68,12 @@ def _alive(path: Path) -> bool:
 
 
 class EncoderServer:
-    """Serves ``encoder`` on the Unix socket ``path`` until :meth:`stop` (see the module docstring).
+    """Serves ``encoder`` on the Unix socket ``path`` until :meth:`stop` (example in the module docstring).
 
-    >>> server = EncoderServer(load_encoder("onnx"), Path("/tmp/enc.sock"))  # doctest: +SKIP
-    >>> server.serve_forever()                                              # doctest: +SKIP
+    Usage with the model, as ``evalstream encoder`` does::
+
+        server = EncoderServer(load_encoder("onnx"), Path("/tmp/enc.sock"))
+        server.serve_forever()
     """
 
     def __init__(self, encoder: Encoder, path: Path, concurrency: int = 2) -> None:

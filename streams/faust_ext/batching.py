@@ -11,11 +11,11 @@ done with their batch, exactly as with ``take_events`` (or, with ``ack=False``, 
 :func:`ack_events`, which lets it hold two batches at once): Faust commits an offset only once every earlier
 offset of its partition is acked, so offsets never run ahead of what was processed (and written).
 
-Example::
+Usage (in a Faust agent, which needs a broker; ``tests/integration/test_pipeline.py`` runs it)::
 
-    >>> async def agent(stream):                                        # doctest: +SKIP
-    ...     async for batch in take_events_overlapped(stream, 1000, 2.0):
-    ...         await process(batch)  # batch N+1 is being gathered meanwhile
+    async def agent(stream):
+        async for batch in take_events_overlapped(stream, 1000, 2.0):
+            await process(batch)  # batch N+1 is being gathered meanwhile
 """
 
 from __future__ import annotations

@@ -13,12 +13,17 @@ last value of a key counts). The worker's tables are in memory (``store="memory:
 changelog at start-up; with RocksDB, Faust would also record each write's offset ("persisted offset") so that
 a restart reads less of the changelog, which these writes do not do.
 
-Example::
+Usage (in a Faust app, which needs a broker; ``tests/streams/faust_ext/test_changelog.py`` runs it)::
 
-    >>> table = app.tables.add(BatchedChangelogTable(app, name="generations", default=None,  # doctest: +SKIP
-    ...                                              beacon=app.tables.beacon, partitions=6))
-    >>> table["g1"] = {"output": "..."}                                                    # doctest: +SKIP
-    >>> await table.flush()   # the batch's writes are in Kafka                            # doctest: +SKIP
+    table = app.tables.add(BatchedChangelogTable(app, name="generations", default=None,
+                                                 beacon=app.tables.beacon, partitions=6))
+    table["g1"] = {"output": "..."}
+    await table.flush()   # the batch's writes are in Kafka
+
+Example (the bytes of a changelog record: key and value as Faust's ``json`` codec writes them)::
+
+    >>> _json("g1"), _json({"output": "hi", "ts": 1.5})
+    (b'"g1"', b'{"output":"hi","ts":1.5}')
 """
 
 from __future__ import annotations

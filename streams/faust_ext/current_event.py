@@ -1,8 +1,20 @@
 """Which event a table write belongs to: Faust routes it to the changelog partition of the *current* event.
 
-Example::
+The next ``table[key] = value`` in the same task goes to the changelog partition of the event set here.
 
-    >>> set_current_event(event)  # the next table[key] = value goes to event's partition   # doctest: +SKIP
+Example (an object that can be weakly referenced stands in for a Faust event; each task has its own context)::
+
+    >>> import contextvars
+    >>> from faust.streams import current_event
+    >>> class Event: ...
+    >>> event = Event()
+    >>> def in_a_task():
+    ...     set_current_event(event)
+    ...     return current_event() is event
+    >>> contextvars.copy_context().run(in_a_task)
+    True
+    >>> current_event() is None  # other tasks' current event is untouched
+    True
 """
 
 from __future__ import annotations

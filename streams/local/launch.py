@@ -1,9 +1,18 @@
 """Start and stop evalstream's own processes (worker, API) as children; used by the demo and the tests.
 
-Example::
+Usage (a worker needs a broker)::
 
-    >>> proc = spawn_cli(["worker"], {"EVALSTREAM_DATA_DIR": "/tmp/x"}, "/tmp/x/worker.log")  # doctest: +SKIP
-    >>> stop(proc)                                                                          # doctest: +SKIP
+    proc = spawn_cli(["worker"], {"EVALSTREAM_DATA_DIR": "/tmp/x"}, "/tmp/x/worker.log")
+    stop(proc)   # SIGTERM, SIGKILL after 30 s; returns the exit code
+
+Example (``wait_for`` polls until its check returns something truthy, or gives up)::
+
+    >>> answers = iter([None, 0, "ready"])
+    >>> wait_for(lambda: next(answers), timeout_s=10, interval_s=0.01, what="the API")
+    'ready'
+    >>> wait_for(lambda: None, timeout_s=0.05, interval_s=0.01, what="the API")
+    Traceback (most recent call last):
+    TimeoutError: timed out after 0s waiting for 'the API' (last: None)
 """
 
 from __future__ import annotations

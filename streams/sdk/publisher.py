@@ -5,11 +5,22 @@
 - client-side validation against :mod:`streams.sdk.schema`, with a clear :class:`EventValidationError`;
 - key = ``session_id``, so a session's events stay in order on one partition (the worker's join needs it).
 
-Example::
+Usage (needs a broker)::
 
-    >>> with Publisher("127.0.0.1:9092") as pub:                          # doctest: +SKIP
-    ...     pub.publish({"type": "feedback", "event_id": "e1", "ts": "2026-11-25T10:00:00Z",
-    ...                  "session_id": "s1", "app": "chat", "generation_id": "g1", "thumbs": "up"})
+    with Publisher("127.0.0.1:9092") as pub:
+        pub.publish({"type": "feedback", "event_id": "e1", "ts": "2026-11-25T10:00:00Z",
+                     "session_id": "s1", "app": "chat", "generation_id": "g1", "thumbs": "up"})
+
+Example (an invalid event is refused before it is queued, so no broker is needed; nothing listens on port 1)::
+
+    >>> pub = Publisher("127.0.0.1:1")
+    >>> pub.publish({"type": "feedback", "event_id": "e1", "ts": "2026-11-25T10:00:00Z",
+    ...              "session_id": "s1", "app": "chat", "generation_id": "g1", "thumbs": "maybe"})
+    Traceback (most recent call last):
+    streams.sdk.schema.EventValidationError: thumbs: Input should be 'up' or 'down'
+    >>> pub.flush(timeout_s=0)  # nothing waits to be sent, nothing was delivered
+    0
+    >>> pub.close()
 """
 
 from __future__ import annotations

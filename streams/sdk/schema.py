@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -174,11 +175,45 @@ def parse_event(raw: bytes | str | None) -> Event:
     """Decode and validate one message value; raises :class:`EventValidationError` with the reason."""
     if raw is None:
         raise EventValidationError("empty message (null value)")
+    if not raw:
+        raise EventValidationError("empty message (no bytes)")
+    if isinstance(raw, bytes):
+        # JSON between systems is UTF-8 (RFC 8259; a leading BOM is ignored): json.loads would also guess UTF-16
+        # or UTF-32 from the first bytes, and accept encoded surrogates
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise EventValidationError(f"not UTF-8: {exc}") from None
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise EventValidationError(f"malformed JSON: {exc}") from None
+    if _may_hold_lone_surrogates(raw):
+        data = _without_lone_surrogates(data)
     return validate_event(data)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _may_hold_lone_surrogates(text: str) -> bool:
+    """Whether decoding ``text`` may have produced a lone surrogate: valid JSON (a ``\\udXXX`` escape without its
+    pair, as clients that cut strings in UTF-16 code units send), but no Unicode text that Parquet can store."""
+    return ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None) or (
+        not text.isascii() and _SURROGATE.search(text) is not None
+    )
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
 
 
 def json_schema() -> dict[str, Any]:

@@ -4,10 +4,10 @@ One agent consumes the raw bytes of the events topic in batches of at most ``flu
 ``flush_interval_s`` seconds, gathering batch N+1 while N is processed (:mod:`streams.faust_ext.batching`).
 What happens to a batch is :mod:`streams.worker.batch`; its offsets are acked only once it is durable.
 
-Example::
+Usage (needs a broker; ``evalstream worker`` does this)::
 
-    >>> app = create_app(Settings(bootstrap_servers="127.0.0.1:9092"), partitions=6)  # doctest: +SKIP
-    >>> run_worker(app)                                                               # doctest: +SKIP
+    app = create_app(Settings(bootstrap_servers="127.0.0.1:9092"), partitions=6)
+    run_worker(app)
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         topic_replication_factor=1,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        # offsets acked since the last commit are replayed after a crash (the sinks overwrite, so no duplicates)
+        broker_commit_interval=settings.commit_interval_s,
         web_enabled=False,
         key_serializer="raw",
         value_serializer="raw",

@@ -16,10 +16,10 @@ agent begins batch N+1 while N completes. Pass 2, :meth:`BatchProcessor.complete
 8. persist: each partition's rows written to Parquet, durably (:mod:`streams.worker.persist`); only then does
    ``complete`` return and the agent ack the batch's offsets.
 
-Example::
+Usage (inside the worker's agent, which needs a broker; ``tests/streams/worker/test_batch.py`` runs it)::
 
-    >>> processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks)  # doctest: +SKIP
-    >>> await processor.complete(processor.begin(batch))                                              # doctest: +SKIP
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks)
+    await processor.complete(processor.begin(batch))
 """
 
 from __future__ import annotations
@@ -194,26 +194,29 @@ class BatchProcessor:
     def _score_event(
         self, event: Event, partition: int, offset: int, now: float, part: PartitionBatch, scored: ScoredBatch
     ) -> list[Score]:
-        """The rule scores of one event and its refresh; an edit is set aside for the batched edit phase."""
-        ref = self._join(event, partition, now)
-        if isinstance(event, EditEvent) and ref is not None:
-            scored.edits.append((part, event, ref))
-            scores = []
-        else:
-            scores = scores_for(event, ref)
-        if isinstance(event, GenerationEvent):
-            scores += self.refreshes.scores(event, partition, offset, now)
-        return scores
+        """The rule scores of one event and its refresh; an edit is set aside for the batched edit phase.
 
-    def _join(self, event: Event, partition: int, now: float) -> GenerationRef | None:
+        A generation joins the state (join table, refresh asks) only once it is scored: one that fails goes to the
+        dead letters and leaves no state for a follow-up to join.
+        """
         if isinstance(event, GenerationEvent):
             generation = GenerationRef.of(event)
+            scores = scores_for(event, generation)
+            scores += self.refreshes.scores(event, partition, offset, now)
             self.join.remember(generation, partition, now)
-            return generation
+            return scores
+        ref = self._lookup(event, now)
+        if isinstance(event, EditEvent) and ref is not None:
+            scored.edits.append((part, event, ref))
+            return []
+        return scores_for(event, ref)
+
+    def _lookup(self, event: Event, now: float) -> GenerationRef | None:
+        """The generation a follow-up refers to; None (an orphan, counted) when unknown or expired."""
         generation_id = getattr(event, "generation_id", None)
         if generation_id is None:
             return None
-        ref = self.join.lookup(generation_id)
+        ref = self.join.lookup(generation_id, now)
         if ref is None:
             self.counters.orphans += 1
         return ref

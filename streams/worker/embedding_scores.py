@@ -12,10 +12,26 @@ For every generation without ``error``, with the references of its app and route
 
 Each generation's output (and input) embedding goes to the ``embeddings`` dataset as int8 (direction only).
 
-Example::
+Example (a stand-in for the model whose vector of a text is the axis of its first letter; no config)::
 
-    >>> scorer = EmbeddingScorer(CachedEncoder(load_encoder("onnx")), book)  # doctest: +SKIP
-    >>> results = scorer.score([(generation_event, novelty_value)])           # doctest: +SKIP
+    >>> from streams.sdk.schema import validate_event
+    >>> class FirstLetter:
+    ...     name, dim = "first-letter", 384
+    ...     def encode(self, texts):
+    ...         vectors = np.zeros((len(texts), 384), np.float32)
+    ...         vectors[range(len(texts)), [ord(t[0]) for t in texts]] = 1
+    ...         return vectors
+    >>> encoder = CachedEncoder(FirstLetter())
+    >>> scorer = EmbeddingScorer(encoder, ReferenceBook(None, encoder))
+    >>> gen = {"type": "generation", "session_id": "s", "app": "chat", "route": "answer", "model": "m",
+    ...        "prompt_version": "v1", "ts": "2026-11-25T10:00:00Z", "input": "Refund policy?"}
+    >>> on_topic = validate_event({**gen, "event_id": "e1", "generation_id": "g1", "output": "Refunds take 5 days."})
+    >>> off_topic = validate_event({**gen, "event_id": "e2", "generation_id": "g2", "output": "Nice weather."})
+    >>> done = scorer.score([(on_topic, 0.5), (off_topic, None)])
+    >>> [[(s.metric, s.value) for s in d.scores] for d in done]  # default quality weights: similarity, novelty
+    [[('relevance', 1.0), ('quality', 0.5)], [('relevance', 0.0)]]
+    >>> done[0].row["encoder"], done[0].row["output_embedding"].dtype, done[0].row["output_embedding"].shape
+    ('first-letter', dtype('int8'), (384,))
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Example (with a plain dict standing in for the Faust table)::
     >>> join.remember(GenerationRef("g1", "app", "route", "m", "v1", "text"), partition=0, now=1000.0)
     >>> join.lookup("g1").output
     'text'
+    >>> join.lookup("g1", now=1061.0) is None  # its time is up, though not yet deleted
+    True
     >>> join.expire(0, now=1061.0)
     1
     >>> join.lookup("g1") is None
@@ -63,9 +65,10 @@ class ExpiringTable:
         self.table[key] = {**value, "p": partition, "exp": expires}
         heapq.heappush(self._heap(partition), (expires, key))
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, now: float | None = None) -> dict[str, Any] | None:
+        """The value of ``key``; None when absent, or when its time is up at ``now`` though not yet deleted."""
         value = self.table.get(key)
-        if not value:
+        if not value or (now is not None and value.get("exp", float("inf")) <= now):
             return None
         return {k: v for k, v in value.items() if k not in ("p", "exp")}
 
@@ -89,6 +92,7 @@ class GenerationJoin(ExpiringTable):
     def remember(self, ref: GenerationRef, partition: int, now: float) -> None:
         self.put(ref.generation_id, ref.to_dict(), partition, now)
 
-    def lookup(self, generation_id: str) -> GenerationRef | None:
-        value = self.get(generation_id)
+    def lookup(self, generation_id: str, now: float | None = None) -> GenerationRef | None:
+        """The generation, unless unknown or expired at ``now`` (expiry deletes it only once per batch)."""
+        value = self.get(generation_id, now)
         return None if value is None else GenerationRef.from_dict(value)

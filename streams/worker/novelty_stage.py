@@ -4,12 +4,31 @@ The pure computation is :mod:`metrics.novelty`; this module keeps its state in a
 ``"<partition>:<app>:<route>"``, the last ``novelty_k`` outputs) and runs a batch's novelty on its own thread
 (Numba releases the GIL) while the event loop scores the rest of the batch.
 
-Example::
+Example (a plain dict stands in for the Faust table, small objects for the Faust events of partition 0)::
 
-    >>> stage = NoveltyStage(recent_table, k=32, counters=counters)      # doctest: +SKIP
-    >>> job = stage.start(batch, generations, index_of_message)           # doctest: +SKIP
-    >>> values, states = await stage.result(job, generations)             # doctest: +SKIP
-    >>> stage.save(job, states)                                           # doctest: +SKIP
+    >>> import asyncio
+    >>> from types import SimpleNamespace
+    >>> from streams.sdk.schema import validate_event
+    >>> gen = {"type": "generation", "session_id": "s", "app": "chat", "route": "answer", "model": "m",
+    ...        "prompt_version": "v1", "ts": "2026-11-25T10:00:00Z", "input": "hi"}
+    >>> generations = [validate_event({**gen, "event_id": f"e{i}", "generation_id": f"g{i}", "output": out})
+    ...                for i, out in enumerate(["Hello there!", "Hello there!", "Goodbye."])]
+    >>> class Event:
+    ...     message = SimpleNamespace(partition=0)
+    >>> recent = {}
+    >>> stage = NoveltyStage(recent, k=32, counters=WorkerCounters())
+    >>> async def one_batch():
+    ...     job = stage.start([Event(), Event(), Event()], generations, [0, 1, 2])
+    ...     values, states = await stage.result(job, generations)
+    ...     stage.save(job, states)
+    ...     return values
+    >>> values = asyncio.run(one_batch())
+    >>> values[0], values[1], round(values[2], 2)  # nothing before the first; the second repeats it
+    (None, 0.0, 0.83)
+    >>> recent
+    {'0:chat:answer': ['Hello there!', 'Hello there!', 'Goodbye.']}
+    >>> [(s.generation_id, s.metric, s.value) for s in novelty_scores(generations[1], values[1])]
+    [('g1', 'novelty', 0.0)]
 """
 
 from __future__ import annotations

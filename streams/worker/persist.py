@@ -3,10 +3,21 @@
 A batch's offsets commit only after :func:`write_until_durable` returns for each of its partitions: a write
 that fails is retried (never skipped), with backoff, and the offsets stay uncommitted meanwhile.
 
-Example::
+Example (a temporary data folder; ``last_event`` is only read by the caller, so None will do here)::
 
-    >>> sinks = ParquetSinks(Path("evalstream-data"))                                 # doctest: +SKIP
-    >>> await write_until_durable(sinks, part, counters)  # the files for part's offsets  # doctest: +SKIP
+    >>> import asyncio, tempfile
+    >>> from sinks.catalog import connect
+    >>> from streams.sdk.schema import parse_event
+    >>> from streams.worker.rows import event_row
+    >>> ev = parse_event(b'{"type":"regenerate","event_id":"e","ts":"2026-11-25T10:00:00Z","session_id":"s",'
+    ...                  b'"app":"a","generation_id":"g"}')
+    >>> part = PartitionBatch("llm.events", 0, 42, 42, None, events=[event_row(ev, "llm.events", 0, 42)])
+    >>> data_dir = Path(tempfile.mkdtemp())
+    >>> asyncio.run(write_until_durable(ParquetSinks(data_dir), part, WorkerCounters()))
+    >>> [p.name for p in sorted(data_dir.glob("*/dt=*/*.parquet"))]
+    ['llm.events-00000-00000000000000000042-00000000000000000042.parquet']
+    >>> connect(data_dir).execute("SELECT type, generation_id, _offset FROM events").fetchall()
+    [('regenerate', 'g', 42)]
 """
 
 from __future__ import annotations

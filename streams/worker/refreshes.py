@@ -4,11 +4,22 @@ The pure rules (input normalization, the window) are :mod:`metrics.refresh`; thi
 ask key (session, app, route, normalized input) the last few asks with their source offsets, in an expiring
 Faust table.
 
-Example::
+Example (with a plain dict standing in for the Faust table)::
 
-    >>> refreshes = Refreshes(asks_table, window_s=600, counters=counters)   # doctest: +SKIP
-    >>> refreshes.scores(generation, partition=0, offset=17, now=time.time()) # doctest: +SKIP
-    [Score(..., metric='refreshed', value=1.0)]
+    >>> from streams.sdk.schema import validate_event
+    >>> ask = {"type": "generation", "session_id": "s", "app": "chat", "route": "answer", "model": "m",
+    ...        "prompt_version": "v1", "output": "..."}
+    >>> first = validate_event({**ask, "event_id": "e1", "generation_id": "g1", "ts": "2026-11-25T10:00:00Z",
+    ...                         "input": "Refund policy?"})
+    >>> again = validate_event({**ask, "event_id": "e2", "generation_id": "g2", "ts": "2026-11-25T10:01:00Z",
+    ...                         "input": "  refund POLICY? "})
+    >>> refreshes = Refreshes({}, window_s=600, counters=WorkerCounters())
+    >>> refreshes.scores(first, partition=0, offset=16, now=1000.0)
+    []
+    >>> [(s.event_id, s.generation_id, s.metric, s.value) for s in refreshes.scores(again, 0, 17, now=1060.0)]
+    [('e2', 'g1', 'refreshed', 1.0)]
+    >>> refreshes.counters.refreshes
+    1
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 from rapidfuzz.distance import Levenshtein
 
@@ -20,12 +21,14 @@ from metrics.pii import pii_counts
 from metrics.similarity import from_int8
 from sinks.catalog import connect, landed_counts
 from streams.embedding.encoder import load_encoder
+from streams.embedding.model import cuda_available
 from streams.local.launch import spawn_cli, stop, wait_for
 from streams.local.sample import OFF_POLICY, generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker.dead_letters import REASON_HEADER, SOURCE_HEADER
 from streams.worker.evalconfig import EXAMPLE_CONFIG, EvalConfig
+from tests.helpers import consume_all
 from tests.integration.traffic import expected_refreshes, publish
 
 pytestmark = pytest.mark.integration
@@ -34,19 +37,31 @@ N_EVENTS = 1000
 N_MALFORMED = 20
 
 
-def _read_topic(bootstrap: str, topic: str, partitions: int) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-reader", "enable.auto.commit": False})
+def expected_reason(value: bytes | None) -> str:
+    """The reason (or its start) each kind of bad input of the sample traffic must get, worked out by hand."""
+    if value is None:
+        return "empty message (null value)"
+    if value == b"":
+        return "empty message (no bytes)"
+    if value.startswith(b"\xff"):
+        return "not UTF-8: 'utf-8' codec can't decode byte 0xff in position 0"
+    if value == b"[1, 2, 3]":
+        return "event must be a JSON object, got list"
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        messages = []
-        while True:
-            msg = consumer.poll(5.0)
-            if msg is None:
-                return messages
-            if msg.error() is None:
-                messages.append(msg)
-    finally:
-        consumer.close()
+        body = json.loads(value)
+    except ValueError:
+        return "malformed JSON: Unterminated string"  # the truncated kind
+    if body.get("type") == "click":
+        return "type: must be one of generation, feedback, edit, regenerate, span (got 'click')"
+    if "session_id" not in body:
+        return "session_id: Field required"
+    if body.get("ts") == "yesterday":
+        return "ts: Input should be a valid datetime or date, input is too short"
+    if body.get("thumbs") == "sideways":
+        return "thumbs: Input should be 'up' or 'down'"
+    if body.get("score") == 1.5:
+        return "score: Input should be less than or equal to 1"
+    return "ts: Input should have timezone info"
 
 
 def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,20 +101,21 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     regen_extra = con.execute("SELECT DISTINCT extra FROM events WHERE type = 'regenerate'").fetchall()
     assert regen_extra == [('{"ui": "button"}',)]  # unknown fields are kept
 
-    # The DLQ topic holds exactly the malformed messages: original bytes, key and a reason.
-    dlq = _read_topic(settings.bootstrap_servers, settings.dlq_topic, partitions)
-    assert sorted((m.value() or b"") for m in dlq) == sorted((v or b"") for _, v in traffic.malformed)
-    for msg in dlq:
-        headers = dict(msg.headers() or [])
-        assert headers[REASON_HEADER].decode().strip()
-        assert headers[SOURCE_HEADER].decode().startswith(settings.events_topic + ":")
-    reasons = [r[0] for r in con.execute("SELECT reason FROM dlq").fetchall()]
-    assert len(reasons) == N_MALFORMED and all(reasons)
-    assert any(r.startswith("malformed JSON") for r in reasons)
-    assert any("thumbs" in r for r in reasons)
+    # The DLQ topic holds exactly the malformed messages: original key and bytes (a tombstone stays a tombstone,
+    # an empty value stays empty), the reason of each kind of bad input, and where it came from.
+    dlq = consume_all(settings.bootstrap_servers, settings.dlq_topic, partitions)
+    assert Counter((m.key(), m.value()) for m in dlq) == Counter(traffic.malformed)
+    reasons = {m.value(): dict(m.headers() or [])[REASON_HEADER].decode() for m in dlq}
+    assert {v: r for v, r in reasons.items() if not r.startswith(expected_reason(v))} == {}
+    assert len({expected_reason(v) for v in reasons}) == 11  # every kind of bad input the sample makes
+    sources = [dict(m.headers() or [])[SOURCE_HEADER].decode() for m in dlq]
+    assert len(set(sources)) == N_MALFORMED and all(s.startswith(settings.events_topic + ":") for s in sources)
+    stored = con.execute("SELECT key, value, reason FROM dlq").fetchall()
+    assert Counter((k, v) for k, v, _ in stored) == Counter(traffic.malformed)
+    assert all(reason == reasons[value] for _, value, reason in stored)
 
     # The join table's changelog holds each generation once (written once, by its batch), with its output.
-    changelog = _read_topic(settings.bootstrap_servers, f"{settings.worker_id}-generations-changelog", partitions)
+    changelog = consume_all(settings.bootstrap_servers, f"{settings.worker_id}-generations-changelog", partitions)
     written = Counter(json.loads(m.key()) for m in changelog)
     generation_events = [e for e in traffic.events if e["type"] == "generation"]
     assert written == Counter(e["generation_id"] for e in generation_events)
@@ -163,23 +179,24 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     refreshed = con.execute("SELECT generation_id, event_id FROM scores WHERE metric = 'refreshed'").fetchall()
     assert set(refreshed) == expected_refreshes(traffic.events) and len(refreshed) == len(set(refreshed)) > 10
 
-    # The API's timeseries equals a direct DuckDB aggregate over the same files.
+    # The API's timeseries equals the same aggregate worked out in Python from the published events.
     monkeypatch.setenv("EVALSTREAM_DATA_DIR", str(settings.data_dir))
     get_api_settings.cache_clear()
     client = TestClient(create_app())
     resp = client.get("/v1/metrics/timeseries", params={"metric": "latency_ms", "window": "1h", "group_by": "model"})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    direct = duckdb.execute(
-        f"""
-        SELECT strftime(date_trunc('hour', ts), '%Y-%m-%dT%H:%M:%SZ') AS bucket, model, count(*),
-               avg(value), quantile_cont(value, 0.5), quantile_cont(value, 0.95)
-        FROM read_parquet('{settings.data_dir}/scores/*/*.parquet')
-        WHERE metric = 'latency_ms' GROUP BY ALL ORDER BY 1, 2
-        """
-    ).fetchall()
-    assert body["count"] == len(direct) == len(body["data"])
-    for point, row in zip(body["data"], direct, strict=True):
+    latencies: dict[tuple[str, str], list[float]] = {}
+    for e in traffic.events:
+        if e["type"] == "generation" and e.get("latency_ms") is not None:
+            hour = datetime.fromisoformat(e["ts"]).astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+            latencies.setdefault((hour, e["model"]), []).append(float(e["latency_ms"]))
+    expected = [
+        (hour, model, len(v), float(np.mean(v)), float(np.quantile(v, 0.5)), float(np.quantile(v, 0.95)))
+        for (hour, model), v in sorted(latencies.items())
+    ]
+    assert body["count"] == len(expected) == len(body["data"])
+    for point, row in zip(body["data"], expected, strict=True):
         assert (point["bucket"], point["group"], point["count"]) == row[:3]
         assert [point["mean"], point["p50"], point["p95"]] == pytest.approx(list(row[3:]))
     n_generations = sum(e["type"] == "generation" for e in traffic.events)
@@ -204,7 +221,10 @@ def _check_embedding_scores(con: duckdb.DuckDBPyConnection, traffic) -> None:  #
     outputs = reference.encode([g["output"] for g in gens.values()])
     inputs = reference.encode([g["input"] for g in gens.values()])
     vectors = {r[0]: r for r in stored}
-    deltas: list[float] = []  # int8 (worker) vs fp32 (here) similarity
+    deltas: list[float] = []  # the worker's similarity vs fp32's (here)
+    cosines: list[float] = []  # the worker's stored embeddings vs fp32's
+    # the backend `auto` picks: torch fp16 on a GPU, int8 ONNX on CPU
+    expected_encoder = "torch-direct-cuda-fp16" if cuda_available() else "onnx-int8"
     for (gid, gen), out_vec, in_vec in zip(gens.items(), outputs, inputs, strict=True):
         s = scores[gid]
         resolved = config.resolve(gen["app"], gen["route"])
@@ -212,8 +232,9 @@ def _check_embedding_scores(con: duckdb.DuckDBPyConnection, traffic) -> None:  #
         expected |= {f"topic_{t.name}" for t in resolved.topics} | {f"guardrail_{t.name}" for t in resolved.topics}
         assert expected <= set(s), (gid, sorted(s))
         examples = reference.encode(resolved.examples)
-        deltas.append(abs(s["semantic_similarity"] - float((examples @ out_vec).max())))
-        deltas.append(abs(s["relevance"] - float(in_vec @ out_vec)))
+        delta_semantic = abs(s["semantic_similarity"] - float((examples @ out_vec).max()))
+        delta_relevance = abs(s["relevance"] - float(in_vec @ out_vec))
+        deltas += [delta_semantic, delta_relevance]
         weights = resolved.weights
         parts = {
             "semantic_similarity": s["semantic_similarity"],
@@ -232,10 +253,28 @@ def _check_embedding_scores(con: duckdb.DuckDBPyConnection, traffic) -> None:  #
         elif not off_policy:
             assert s["guardrail_flag"] == 0.0, (gen["output"], s)
         _, out_i8, in_i8, encoder = vectors[gid]
-        assert float(from_int8(np.array(out_i8, np.int8)) @ out_vec) > 0.98
-        assert float(from_int8(np.array(in_i8, np.int8)) @ in_vec) > 0.98
-        assert encoder.startswith("onnx-int8")
+        assert encoder.startswith(expected_encoder), encoder
+        # The documented accuracy of the worker's embeddings (cosine >= 0.98 to fp32 for every text, >= 0.99 on
+        # average), measured on what it stored; a similarity moves by at most the angles its two vectors moved
+        # (cosine is 1-Lipschitz in the angle), the stored ones plus their int8 rounding (stored_angle_bound).
+        out_cos, in_cos = stored_cosine(out_i8, out_vec), stored_cosine(in_i8, in_vec)
+        cosines += [out_cos, in_cos]
+        out_angle = math.acos(min(1.0, out_cos)) + stored_angle_bound(out_i8)
+        in_angle = math.acos(min(1.0, in_cos)) + stored_angle_bound(in_i8)
+        assert delta_relevance <= out_angle + in_angle, (gid, delta_relevance, out_angle, in_angle)
+        assert delta_semantic <= out_angle + math.acos(0.98), (gid, delta_semantic, out_angle)
     assert any(g["output"] in OFF_POLICY for g in gens.values())
-    # int8 noise: embeddings within cosine 0.98 of fp32 move a similarity by a few hundredths at most
-    print(f"similarity |int8 - fp32|: mean {np.mean(deltas):.4f}, max {np.max(deltas):.4f}")
-    assert np.mean(deltas) < 0.01 and np.max(deltas) < 0.08
+    print(f"stored vs fp32 cosine: mean {np.mean(cosines):.4f}, min {np.min(cosines):.4f}; "
+          f"similarity |worker - fp32|: mean {np.mean(deltas):.4f}, max {np.max(deltas):.4f}")  # fmt: skip
+    assert np.mean(cosines) >= 0.99 and np.min(cosines) >= 0.98
+
+
+def stored_cosine(stored: list[int], reference: np.ndarray) -> float:
+    return float(from_int8(np.array(stored, np.int8)) @ reference)
+
+
+def stored_angle_bound(stored: list[int]) -> float:
+    """How far (radians) int8 rounding can have turned a vector: each of its d components moved by at most 0.5
+    on a scale where the stored vector has norm ||q||, so the angle is at most asin(0.5 * sqrt(d) / ||q||)."""
+    q = np.array(stored, np.float64)
+    return math.asin(min(1.0, 0.5 * math.sqrt(q.size) / float(np.linalg.norm(q))))

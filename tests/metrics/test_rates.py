@@ -33,8 +33,10 @@ def test_wilson_interval_known_values() -> None:
     low, high = wilson_interval(81, 263)  # Wikipedia-style textbook example
     assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^successes must be between 0 and trials$"):
         wilson_interval(3, 2)
+    with pytest.raises(ValueError, match=r"^trials must be positive$"):
+        wilson_interval(0, 0)
     assert Rate.from_dict(Rate(2, 5).to_dict()) == Rate(2, 5)
 
 
@@ -79,5 +81,5 @@ def test_keyed_rates_leave_the_original_alone_and_window_keys() -> None:
     plus_two = timezone(timedelta(hours=2))
     assert window_key(datetime(2026, 11, 25, 12, 47, tzinfo=plus_two), timedelta(minutes=15)) == "2026-11-25T10:45:00Z"
     assert window_key(datetime(2026, 11, 25, 10, 47), timedelta(days=1)) == "2026-11-25T00:00:00Z"  # naive = UTC
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^width must be positive$"):
         window_key(datetime(2026, 11, 25), timedelta(0))

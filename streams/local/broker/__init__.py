@@ -3,13 +3,12 @@
 The broker's jars come from Maven Central through the small ``pom.xml`` beside this module, resolved once
 with ``mvn dependency:copy-dependencies`` into a cache folder outside the repository and reused afterwards.
 
-Example::
+Usage (needs Java, and Maven Central the first time)::
 
-    >>> from streams.local.broker import LocalBroker
-    >>> broker = LocalBroker.start(data_dir="/tmp/evalstream-kafka")   # doctest: +SKIP
-    >>> broker.bootstrap_servers                                        # doctest: +SKIP
-    '127.0.0.1:40123'
-    >>> broker.stop()                                                   # doctest: +SKIP
+    from streams.local.broker import LocalBroker
+    broker = LocalBroker.start(data_dir="/tmp/evalstream-kafka")
+    broker.bootstrap_servers   # '127.0.0.1:40123'
+    broker.stop()
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_size_zero_disables_caching_and_negative_is_rejected() -> None:
     enc.encode(["x"])
     enc.encode(["x"])
     assert len(inner.batches) == 2 and len(enc) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^maxsize must be >= 0$"):
         CachedEncoder(inner, maxsize=-1)
 
 

@@ -10,14 +10,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from multiprocessing.connection import Client
+from multiprocessing.connection import Client, Connection
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from streams.embedding import server as server_module
 from streams.embedding.backends import OnnxEncoder
 from streams.embedding.cache import CachedEncoder
 from streams.embedding.encoder import load_encoder
@@ -78,7 +80,54 @@ class _FailsOn:
         return self.inner.encode(texts)
 
 
+Dialed = str | tuple[str, float]
+
+
+class _Dialing:
+    """What the encoder server module does to reach a socket, recorded in order: each dial (``"refused"`` or
+    ``"answered"``) and, with ``own_clock``, each pause between dials (``("wait", seconds)``).
+
+    With ``own_clock`` the module's clock is the test's: a pause advances it at once instead of sleeping, so how
+    long a client waited is read from the record, never measured on a (busy) machine.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, own_clock: bool) -> None:
+        self.events: list[Dialed] = []
+        self.refused = threading.Event()  # set at the first refused dial
+        self.now = 1000.0
+        monkeypatch.setattr(server_module, "Client", self._dial)
+        if own_clock:
+            monkeypatch.setattr(server_module, "time", SimpleNamespace(monotonic=lambda: self.now, sleep=self._wait))
+
+    def _dial(self, *args: Any, **kwargs: Any) -> Connection:
+        try:
+            conn = Client(*args, **kwargs)
+        except OSError:
+            self.events.append("refused")
+            self.refused.set()
+            raise
+        self.events.append("answered")
+        return conn
+
+    def _wait(self, seconds: float) -> None:
+        self.events.append(("wait", seconds))
+        self.now += seconds
+
+    def take(self) -> list[Dialed]:
+        """The events since the last call."""
+        events, self.events = self.events, []
+        return events
+
+
+def _waits(events: list[Dialed]) -> list[float]:
+    """The pauses of ``events``, after checking they alternate with refused dials: dial, wait, dial, ..., dial."""
+    waits = [e[1] for e in events if isinstance(e, tuple)]
+    assert events == ["refused", *[x for w in waits for x in (("wait", w), "refused")]], events
+    return waits
+
+
 def test_two_clients_share_one_model(onnx: OnnxEncoder, sock: Path) -> None:
+    """Two clients with overlapping calls get the same vectors as the model itself, from one owner-only socket."""
     serving = _Serving(onnx, sock)
     try:
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # only the owner may connect
@@ -106,6 +155,7 @@ def test_two_clients_share_one_model(onnx: OnnxEncoder, sock: Path) -> None:
 
 
 def test_a_model_failure_reaches_the_client_and_the_server_keeps_serving(onnx: OnnxEncoder, sock: Path) -> None:
+    """A failing encode is raised in the client with the model's message; the same connection serves the next call."""
     serving = _Serving(_FailsOn(onnx, "boom"), sock)
     try:
         with EncoderClient.connect(sock, wait_s=5) as enc:
@@ -118,6 +168,7 @@ def test_a_model_failure_reaches_the_client_and_the_server_keeps_serving(onnx: O
 
 
 def test_nothing_but_the_protocol_is_accepted(onnx: OnnxEncoder, sock: Path) -> None:
+    """A pickled object is answered with a ProtocolError, never unpickled, and the connection keeps serving."""
     serving = _Serving(onnx, sock)
     try:
         conn = Client(str(sock), family="AF_UNIX")
@@ -132,47 +183,71 @@ def test_nothing_but_the_protocol_is_accepted(onnx: OnnxEncoder, sock: Path) -> 
         serving.stop()
 
 
-def test_a_client_waits_for_a_server_that_is_still_loading(onnx: OnnxEncoder, sock: Path) -> None:
+def test_a_client_waits_for_a_server_that_is_still_loading(
+    onnx: OnnxEncoder, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client started before its server keeps dialing until the server is up, then connects to it: its first
+    dial is refused, the server starts only after that, and the one answered dial comes after the server started."""
+    dialing = _Dialing(monkeypatch, own_clock=False)
     late: list[_Serving] = []
-    timer = threading.Timer(1.0, lambda: late.append(_Serving(onnx, sock)))
-    timer.start()
+
+    def start_once_refused() -> None:
+        if dialing.refused.wait(60):
+            dialing.events.append("server starts")  # before it binds: no dial can be answered before this
+            late.append(_Serving(onnx, sock))
+
+    starter = threading.Thread(target=start_once_refused)
+    starter.start()
     try:
-        started = time.monotonic()
-        with EncoderClient.connect(sock, wait_s=30) as enc:
-            assert time.monotonic() - started >= 0.9
+        with EncoderClient.connect(sock, wait_s=120) as enc:
+            seen = dialing.take()
             assert enc.encode(TEXTS[:1]).shape == (1, 384)
+            assert enc.connects == 1
     finally:
-        timer.join()
+        starter.join(60)
         for serving in late:
             serving.stop()
+    assert seen[0] == "refused"
+    assert seen.count("answered") == 1 and seen[-1] == "answered"
+    assert seen.count("server starts") == 1 and seen.index("server starts") < seen.index("answered")
+    assert set(seen[:-1]) == {"refused", "server starts"}
 
 
-def test_no_server_is_a_clear_error(sock: Path) -> None:
-    started = time.monotonic()
+def test_no_server_is_a_clear_error(sock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no server, ``connect`` dials, pauses, dials again (every dial refused), and gives up once its pauses
+    add up to ``wait_s``, with an error that says what to do. The pauses are counted on the test's clock."""
+    dialing = _Dialing(monkeypatch, own_clock=True)
     with pytest.raises(RemoteEncoderError, match=f"no encoder server on {sock}.*evalstream encoder"):
         EncoderClient.connect(sock, wait_s=0.5)
-    assert time.monotonic() - started < 5
+    waits = _waits(dialing.take())
+    assert sum(waits) == pytest.approx(0.5) and len(waits) >= 3 and max(waits) <= 0.2
 
 
-def test_a_restarted_server_is_found_again_and_an_absent_one_fails_fast(onnx: OnnxEncoder, sock: Path) -> None:
+def test_a_restarted_server_is_found_again_and_an_absent_one_fails_fast(
+    onnx: OnnxEncoder, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost server fails the call that notices it (no dial); the next call dials until it has waited ``wait_s``
+    in all, and the calls after it dial once and fail without waiting (one wait per outage); a server that comes
+    back is found by the next call, which reconnects with the same vectors. Waits are counted on the test's clock."""
     serving = _Serving(onnx, sock)
     enc = EncoderClient.connect(sock, wait_s=2)
     try:
         before = enc.encode(TEXTS)
         serving.stop()
+        dialing = _Dialing(monkeypatch, own_clock=True)
         with pytest.raises(RemoteEncoderError, match="closed the connection"):
             enc.encode(TEXTS)  # the server closed: this call fails, the next reconnects
-        # no server for longer than wait_s: the next call gives up after wait_s, the ones after it at once
-        started = time.monotonic()
+        assert dialing.take() == []
         with pytest.raises(RemoteEncoderError, match="no encoder server"):
             enc.encode(TEXTS)
-        assert 1.5 <= time.monotonic() - started < 5
-        started = time.monotonic()
+        waits = _waits(dialing.take())
+        assert sum(waits) == pytest.approx(2.0) and len(waits) >= 10 and max(waits) <= 0.2
         with pytest.raises(RemoteEncoderError, match="no encoder server"):
             enc.encode(TEXTS)
-        assert time.monotonic() - started < 0.5
+        assert dialing.take() == ["refused"]  # the outage already lasted wait_s: one dial, no wait
         serving = _Serving(onnx, sock)  # back: found again, and the outage is over
         assert np.allclose(enc.encode(TEXTS), before, atol=1e-6)
+        assert dialing.take() == ["answered"]
         assert enc.connects == 2
     finally:
         enc.close()
@@ -180,6 +255,7 @@ def test_a_restarted_server_is_found_again_and_an_absent_one_fails_fast(onnx: On
 
 
 def test_one_server_per_socket_and_stale_sockets_are_replaced(onnx: OnnxEncoder, sock: Path) -> None:
+    """A second server on a live socket is refused; a stale socket file is replaced; a plain file is refused."""
     serving = _Serving(onnx, sock)
     try:
         with pytest.raises(EncoderServerError, match="already listens"):
@@ -204,6 +280,8 @@ def test_one_server_per_socket_and_stale_sockets_are_replaced(onnx: OnnxEncoder,
 
 
 def test_the_encoder_command_serves_the_worker(sock: Path, tmp_path: Path) -> None:
+    """`evalstream encoder` serves the worker's embedder (the server's backend, its vectors); a second one is refused
+    and SIGTERM stops the first cleanly, removing its socket."""
     env = {**os.environ, "EVALSTREAM_EMBED_BACKEND": "onnx", "EVALSTREAM_EMBED_SERVER": str(sock)}
     log = (tmp_path / "encoder.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "streams.cli", "encoder"], env=env, stdout=log, stderr=log)
@@ -229,6 +307,7 @@ def test_the_encoder_command_serves_the_worker(sock: Path, tmp_path: Path) -> No
 
 
 def test_the_encoder_command_needs_a_socket_and_a_model(sock: Path) -> None:
+    """`evalstream encoder` without a socket, with no model, or with concurrency 0 fails with a message."""
     env = {k: v for k, v in os.environ.items() if k != "EVALSTREAM_EMBED_SERVER"}
     cmd = [sys.executable, "-m", "streams.cli", "encoder"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

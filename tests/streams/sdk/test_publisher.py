@@ -1,3 +1,7 @@
+"""The publisher SDK. Marked by what each test needs: the ones that take the ``settings`` fixture need a broker
+(``tests/conftest.py`` marks them ``integration``); the others point the publisher at ``127.0.0.1:1``, where
+nothing listens, and need none."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +14,11 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.helpers import consume_all
 
-pytestmark = pytest.mark.integration
+NO_BROKER = "127.0.0.1:1"  # nothing listens on port 1: a publisher pointed here can deliver nothing
 
 
 def test_publish_keys_by_session_and_keeps_session_order(settings: Settings) -> None:
+    """Every event arrives, keyed by its session, and each session's events keep their order (needs a broker)."""
     partitions = ensure_topics(settings)
     events = generate(n_events=200, n_sessions=10, seed=5).events
     with Publisher(settings.bootstrap_servers, settings.events_topic) as pub:
@@ -31,28 +36,34 @@ def test_publish_keys_by_session_and_keeps_session_order(settings: Settings) -> 
     assert len({m.partition() for m in messages}) > 1
 
 
-def test_invalid_events_raise_before_sending(settings: Settings) -> None:
-    ensure_topics(settings)
-    with (
-        Publisher(settings.bootstrap_servers, settings.events_topic) as pub,
-        pytest.raises(EventValidationError, match="thumbs"),
-    ):
-        pub.publish(
-            {
-                "type": "feedback",
-                "event_id": "e",
-                "ts": "2026-11-25T10:00:00Z",
-                "session_id": "s",
-                "app": "a",
-                "generation_id": "g",
-                "thumbs": "maybe",
-            }
-        )
-    assert pub.delivered == 0
+def test_invalid_events_raise_before_sending() -> None:
+    """An invalid event raises EventValidationError and is never queued: nothing waits to be sent, nothing was
+    delivered, nothing failed. No broker is needed for that."""
+    pub = Publisher(NO_BROKER, "llm.events")
+    try:
+        with pytest.raises(EventValidationError, match=r"^thumbs: Input should be 'up' or 'down'$"):
+            pub.publish(
+                {
+                    "type": "feedback",
+                    "event_id": "e",
+                    "ts": "2026-11-25T10:00:00Z",
+                    "session_id": "s",
+                    "app": "a",
+                    "generation_id": "g",
+                    "thumbs": "maybe",
+                }
+            )
+        with pytest.raises(EventValidationError, match=r"^type: must be one of .* \(got 'like'\)$"):
+            pub.publish({"type": "like", "event_id": "e2"})
+        assert pub.flush(timeout_s=0) == 0  # with an event queued, flush(0) would raise: it could not be delivered
+        assert pub.delivered == 0 and pub.failures == []
+    finally:
+        pub.close(timeout_s=0)
 
 
 def test_undeliverable_events_are_reported_by_flush() -> None:
-    pub = Publisher("127.0.0.1:1", "llm.events", config={"message.timeout.ms": 1500})
+    """A valid event that cannot be delivered is reported by flush() as a PublishError (no broker needed)."""
+    pub = Publisher(NO_BROKER, "llm.events", config={"message.timeout.ms": 1500})
     pub.publish(generate(n_events=1, seed=1).events[0])
     with pytest.raises(PublishError) as info:
         pub.flush(timeout_s=10)
@@ -60,7 +71,8 @@ def test_undeliverable_events_are_reported_by_flush() -> None:
 
 
 def test_a_closed_publisher_refuses_to_publish_and_closes_once() -> None:
-    pub = Publisher("127.0.0.1:1", "llm.events")  # nothing is sent, so no broker is needed
+    """close() twice is a no-op and publishing after it raises (nothing is sent, so no broker is needed)."""
+    pub = Publisher(NO_BROKER, "llm.events")
     pub.close()
     pub.close()
     with pytest.raises(RuntimeError, match="closed"):

@@ -69,9 +69,11 @@ def test_unknown_fields_are_kept_through_a_round_trip() -> None:
     ("raw", "reason"),
     [
         (b"{not json", "malformed JSON"),
-        (b"\xff\xfe", "malformed JSON"),
-        (b"", "malformed JSON"),
-        (None, "empty message"),
+        (b"\xff\xfe", "not UTF-8: 'utf-8' codec can't decode byte 0xff in position 0"),
+        ('{"a": "é"}'.encode("utf-16"), "not UTF-8"),  # JSON in UTF-16 with a BOM: json.loads alone accepts it
+        (b'{"type": "\xed\xa0\x80"}', "not UTF-8"),  # an encoded surrogate
+        (b"", "empty message (no bytes)"),
+        (None, "empty message (null value)"),
         (b"42", "must be a JSON object"),
         (json.dumps({**GEN, "type": "click"}).encode(), "type: must be one of"),
         (json.dumps({k: v for k, v in GEN.items() if k != "output"}).encode(), "output: Field required"),
@@ -106,6 +108,24 @@ def test_bad_input_gets_a_clear_reason(raw: bytes | None, reason: str) -> None:
     with pytest.raises(EventValidationError) as info:
         parse_event(raw)
     assert reason in info.value.reason
+
+
+def test_a_utf8_byte_order_mark_is_ignored() -> None:
+    assert parse_event(b"\xef\xbb\xbf" + json.dumps(GEN).encode()).event_id == GEN["event_id"]
+
+
+def test_lone_surrogates_become_replacement_characters_everywhere() -> None:
+    """A lone surrogate escape is valid JSON but no Unicode text Parquet can store: each becomes one U+FFFD, in
+    known fields, unknown fields and keys alike; a proper surrogate pair stays the character it encodes."""
+    raw = json.dumps({**GEN, "output": "cut \ud83d here \ud83d\ude00", "note": ["x\udc00"], "k\udfff": 1})
+    assert "\\ud83d" in raw  # json.dumps escaped them: this is what a client sends
+    for message in (raw, raw.encode()):
+        ev = parse_event(message)
+        assert ev.output == "cut \ufffd here \U0001f600"
+        assert ev.model_extra == {"note": ["x\ufffd"], "k\ufffd": 1}
+        assert ev.to_json_bytes().decode("utf-8")  # storable: valid UTF-8 all the way
+    unescaped = parse_event(json.dumps({**GEN, "output": "raw \udc80"}, ensure_ascii=False))
+    assert unescaped.output == "raw \ufffd"
 
 
 def test_published_json_schema_is_generated_from_the_models() -> None:

@@ -73,6 +73,21 @@ def test_an_encoder_failure_keeps_the_events_and_counts_the_generation(tmp_path:
     assert con.execute("SELECT count(*) FROM dlq").fetchone() == (1,)
 
 
+def test_a_lone_surrogate_does_not_block_its_partition(tmp_path: Path) -> None:
+    """Valid JSON with a lone surrogate escape once parsed fine and then failed every Parquet write (UTF-8 cannot
+    hold it): the retry loop held the partition forever. It is stored with U+FFFD in its place, written once."""
+    settings = Settings(data_dir=tmp_path, embed_backend="off")
+    counters = WorkerCounters()
+    processor = BatchProcessor(
+        GenerationJoin({}, 3600), DeadLetters(), ParquetSinks(settings.data_dir), counters, {}, settings,  # type: ignore[arg-type]
+    )  # fmt: skip
+    batch = [Event(Message("t", 0, 0, None, _generation(0, "cut emoji \ud83d")))]
+    asyncio.run(asyncio.wait_for(processor.process(batch), 20))  # type: ignore[arg-type]
+    assert (counters.valid, counters.write_retries) == (1, 0)
+    stored = connect(tmp_path).execute("SELECT output FROM events").fetchall()
+    assert stored == [("cut emoji \ufffd",)]
+
+
 def test_an_encoder_of_another_width_is_refused_up_front() -> None:
     class Small(FlakyEncoder):
         dim = 4
@@ -146,6 +161,12 @@ def test_the_worker_batches_its_own_kafka_writes(tmp_path: Path) -> None:
     assert (app.producer.linger_ms, app.producer.max_batch_size) == (20, 65536)
     default = create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1)
     assert default.producer.linger_ms == 10
+
+
+def test_the_commit_interval_reaches_faust(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, embed_backend="off", commit_interval_s=60), partitions=1)
+    assert app.conf.broker_commit_interval == 60.0
+    assert create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1).conf.broker_commit_interval == 2.8
 
 
 def test_a_dead_encoder_process_is_replaced_and_the_batch_encoded_again(
