@@ -1,6 +1,7 @@
 """A work-around for a record-loss race in faust-streaming's recovery (0.15.x), applied by the worker's agent.
 
-What happens without it (reproduced by ``tests/integration/test_crash_replay.py``):
+What happens without it (first seen in ``tests/integration/test_crash_replay.py``; the mechanism is shown by
+``tests/streams/faust_ext/test_patches.py``):
 when a worker starts, or rebalances, with table state to restore, ``Recovery.on_recovery_completed`` resumes the
 stream partitions, awaits the seek to the committed offsets, then calls ``app.flow_control.resume()``, which
 clears every queue registered with ``clear_on_resume`` -- the stream's own input queue among them. Records the

@@ -72,7 +72,8 @@ def test_a_bad_request_is_an_error_in_the_parent_and_the_child_keeps_serving(pro
     with pytest.raises(RemoteEncoderError, match="ProtocolError: bad request: texts must be a JSON array of strings"):
         process.encode(["fine", 42])  # type: ignore[list-item]
     assert process.pid == pid
-    assert process.encode(TEXTS[:1]).shape == (1, 384)
+    reference = load_encoder("onnx", default_cache_dir()).encode(TEXTS[:1])
+    assert np.allclose(process.encode(TEXTS[:1]), reference, atol=1e-5)
 
 
 def test_a_child_that_dies_is_reported_and_replaced() -> None:
@@ -95,7 +96,7 @@ def test_the_child_ignores_sigint_and_exits_on_close() -> None:
     assert pid is not None
     os.kill(pid, signal.SIGINT)  # what a Ctrl+C in the worker's terminal sends the whole process group
     time.sleep(0.3)
-    assert enc.encode(TEXTS[:2]).shape == (2, 384)
+    assert np.allclose(enc.encode(TEXTS[:2]), load_encoder("onnx", default_cache_dir()).encode(TEXTS[:2]), atol=1e-5)
     enc.close()
     assert _wait_gone(pid, 10)
     enc.close()  # idempotent
