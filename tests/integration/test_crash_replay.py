@@ -10,13 +10,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sinks.catalog import connect, landed_counts
-from streams.local.launch import spawn_cli, stop, wait_for
+from streams.local.launch import spawn_cli, wait_for
 from streams.local.sample import generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker.dead_letters import SOURCE_HEADER
 from tests.helpers import consume_all
-from tests.integration.traffic import expected_refreshes, publish
+from tests.integration.traffic import expected_refreshes, publish, run_worker_until_landed
 
 pytestmark = pytest.mark.integration
 
@@ -61,18 +61,7 @@ def test_crash_and_replay_writes_each_event_once(settings: Settings, tmp_path: P
     before = _files(settings.data_dir)
     assert before and all(offset < 0 for offset in _committed(settings, partitions))
 
-    second = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker-2.log")
-    try:
-        wait_for(
-            lambda: landed_counts(settings.data_dir) == (1500, 10) or None,
-            180,
-            what="the second worker",
-            alive=second,
-        )
-        alive = second.poll() is None
-    finally:
-        code = stop(second)
-    log = (tmp_path / "worker-2.log").read_text()
+    alive, code, log = run_worker_until_landed(settings, 1500, 10, tmp_path / "worker-2.log")
     assert alive and code in (0, -signal.SIGTERM), log[-3000:]
     assert "Traceback" not in log and "skipped offsets" not in log, log[-3000:]
     assert re.search(r"evalstream counters at shutdown: .*'skipped_offsets': 0", log), log[-3000:]

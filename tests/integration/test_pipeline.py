@@ -19,17 +19,16 @@ from api.app import create_app
 from api.settings import get_settings as get_api_settings
 from metrics.pii import pii_counts
 from metrics.similarity import from_int8
-from sinks.catalog import connect, landed_counts
+from sinks.catalog import connect
 from streams.embedding.encoder import load_encoder
 from streams.embedding.model import cuda_available
-from streams.local.launch import spawn_cli, stop, wait_for
 from streams.local.sample import OFF_POLICY, generate
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker.dead_letters import REASON_HEADER, SOURCE_HEADER
 from streams.worker.evalconfig import EXAMPLE_CONFIG, EvalConfig
 from tests.helpers import consume_all
-from tests.integration.traffic import expected_refreshes, publish
+from tests.integration.traffic import expected_refreshes, publish, run_worker_until_landed
 
 pytestmark = pytest.mark.integration
 
@@ -73,18 +72,7 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
     assert len({e["model"] for e in traffic.events if e["type"] == "generation"}) >= 3
     publish(settings, traffic)
 
-    worker = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker.log")
-    try:
-        wait_for(
-            lambda: landed_counts(settings.data_dir) == (N_EVENTS, N_MALFORMED) or None,
-            180,
-            what="the worker",
-            alive=worker,
-        )
-        alive = worker.poll() is None
-    finally:
-        code = stop(worker)
-    log = (tmp_path / "worker.log").read_text()
+    alive, code, log = run_worker_until_landed(settings, N_EVENTS, N_MALFORMED, tmp_path / "worker.log")
     assert alive, log[-3000:]
     assert code == 0 or code == -signal.SIGTERM, log[-3000:]
     assert "Traceback" not in log, log[-3000:]

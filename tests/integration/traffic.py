@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
+from sinks.catalog import landed_counts
+from streams.local.launch import spawn_cli, stop, wait_for
 from streams.local.sample import SampleTraffic
 from streams.sdk.publisher import Publisher
 from streams.settings import Settings
@@ -33,3 +36,22 @@ def publish(settings: Settings, traffic: SampleTraffic) -> None:
         pub.publish_many(traffic.events)
         for key, value in traffic.malformed:
             pub.publish_raw(value, key)
+
+
+def run_worker_until_landed(
+    settings: Settings, events: int, dead_letters: int, log_path: Path
+) -> tuple[bool, int | None, str]:
+    """Run ``evalstream worker`` until Parquet holds ``events`` valid events and ``dead_letters`` DLQ rows, then
+    stop it cleanly: whether it was still alive then, its exit code and its log."""
+    worker = spawn_cli(["worker"], settings.to_env(), log_path)
+    try:
+        wait_for(
+            lambda: landed_counts(settings.data_dir) == (events, dead_letters) or None,
+            180,
+            what="the worker",
+            alive=worker,
+        )
+        alive = worker.poll() is None
+    finally:
+        code = stop(worker)
+    return alive, code, log_path.read_text()

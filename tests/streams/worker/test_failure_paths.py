@@ -250,18 +250,23 @@ def test_after_reset_a_batch_at_a_later_offset_is_not_counted_as_skipped(
 # 3. A processing error on one event -----------------------------------------------------------------------------
 
 
+def _break_scoring_of(monkeypatch: pytest.MonkeyPatch, event_id: str) -> None:
+    """Rule scoring raises RuntimeError("scorer broke on <event_id>") for that one event."""
+    real_scores_for = batch_module.scores_for
+
+    def scores_for(event: Any, ref: Any) -> Any:
+        if event.event_id == event_id:
+            raise RuntimeError(f"scorer broke on {event_id}")
+        return real_scores_for(event, ref)
+
+    monkeypatch.setattr(batch_module, "scores_for", scores_for)
+
+
 def test_an_unexpected_error_on_one_event_dead_letters_it_and_keeps_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A non-validation exception on one event sends that message to the dead letters; the batch goes on."""
-    real_scores_for = batch_module.scores_for
-
-    def scores_for(event: Any, ref: Any) -> Any:
-        if event.event_id == "e2":
-            raise RuntimeError("scorer broke on e2")
-        return real_scores_for(event, ref)
-
-    monkeypatch.setattr(batch_module, "scores_for", scores_for)
+    _break_scoring_of(monkeypatch, "e2")
     counters = WorkerCounters()
     dead_letters = DeadLetters()
     processor = _processor(tmp_path, counters, dead_letters=dead_letters)
@@ -291,14 +296,7 @@ def test_a_dead_lettered_generation_leaves_nothing_for_a_follow_up_to_join(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A generation that fails while being scored is in the DLQ, not in the join: its feedback is an orphan."""
-    real_scores_for = batch_module.scores_for
-
-    def scores_for(event: Any, ref: Any) -> Any:
-        if event.event_id == "e1":
-            raise RuntimeError("scorer broke on e1")
-        return real_scores_for(event, ref)
-
-    monkeypatch.setattr(batch_module, "scores_for", scores_for)
+    _break_scoring_of(monkeypatch, "e1")
     counters = WorkerCounters()
     processor = _processor(tmp_path, counters)
     _run(processor, _batch([_generation(0), _generation(1)]))
