@@ -5,7 +5,8 @@ version). The tests named below fail if one of these stops working:
 
 - :mod:`streams.faust_ext.batching` -- ``Stream._enable_passive``, ``Stream._processors``, ``Stream.channel``
   (as ``Stream.take_events`` uses them), to gather batch N+1 while N is processed
-  (``tests/integration/test_pipeline.py``, ``tests/integration/test_crash_replay.py``);
+  (``tests/streams/faust_ext/test_batching.py``, which also shows ``take_events`` itself does not overlap;
+  ``tests/integration/test_pipeline.py``);
 - :mod:`streams.faust_ext.changelog` -- ``Table.on_key_set`` / ``on_key_del`` overrides, ``Table._partition``,
   ``Table._sensor_on_set`` / ``_sensor_on_del``, ``Producer._ensure_producer`` (aiokafka underneath), to send a
   batch's table writes once (``tests/streams/faust_ext/test_changelog.py``);
