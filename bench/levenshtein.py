@@ -3,14 +3,16 @@
 Pairs come from real assistant answers (``../shared/data/hh-rlhf-harmless-base-test.jsonl.gz`` when present,
 generated text otherwise) cut to ~64, 256, 1,024 and 4,096 characters, each with a realistic user edit: a few
 word insertions, deletions and rewrites spread through the text. Plus novelty batches: one output against its
-32 most recent neighbours.
+32 most recent neighbours, and the worker's novelty workload on long real answers (``--long``, the Arena-Hard
+answers beside the clone when present: each whole answer against the 32 before it, in parallel and on one
+thread).
 
 For every case it prints pairs/second (median of ``--repeats`` runs) for the Numba batch kernel,
 ``rapidfuzz.process.cpdist(..., workers=-1)`` (``cdist`` for one-vs-many) and a plain rapidfuzz loop, the ratio
 Numba / cpdist, and checks that all distances agree. Each implementation is timed in two halves, in opposite
 orders, so drift of the machine falls on all of them alike.
 
-    python bench/levenshtein.py [--pairs 4000] [--repeats 7] [--data PATH]
+    python bench/levenshtein.py [--pairs 4000] [--repeats 7] [--data PATH] [--long PATH] [--long-outputs 300]
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics.levenshtein import distance_one_to_many, distance_pairs, warm_up
+from metrics.levenshtein import distance_index_pairs, distance_one_to_many, distance_pairs, warm_up
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+SHARED_LONG = SHARED.with_name("arena-hard-v0.1-answers.jsonl.gz")
 WORDS = ("please", "actually", "the", "customer", "account", "note", "quickly", "we", "café", "🙂", "team")
 
 
@@ -78,6 +81,20 @@ def make_pairs(text: str, length: int, n: int, rng: random.Random) -> tuple[list
     return a, b
 
 
+def long_answers(data: Path, limit: int) -> list[str]:
+    """The first ``limit`` answers of an Arena-Hard answers file (JSON lines with an ``answer`` field)."""
+    with gzip.open(data, "rt", encoding="utf-8") as fh:
+        answers = [json.loads(line)["answer"] for line in fh]
+    return [a for a in answers if a][:limit]
+
+
+def novelty_pairs(texts: list[str], k: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The worker's novelty workload: each text against the ``k`` before it (indices into ``texts``)."""
+    i = [p for p in range(len(texts)) for _ in range(max(0, p - k), p)]
+    j = [q for p in range(len(texts)) for q in range(max(0, p - k), p)]
+    return np.array(i, np.int64), np.array(j, np.int64)
+
+
 def compare(fns: list[Callable[[], object]], n_pairs: int, repeats: int) -> list[tuple[float, object]]:
     """Pairs/second of each function: median of ``repeats`` runs, in two halves in opposite orders.
 
@@ -109,9 +126,19 @@ def main() -> int:
         help="hh-rlhf JSONL (gzipped) to take the answers from; default ../shared/data beside the clone, "
         "generated text when absent (compare runs only on the same data: the header says which)",
     )
+    parser.add_argument(
+        "--long",
+        type=Path,
+        default=SHARED_LONG,
+        help="Arena-Hard answers JSONL (gzipped) for the novelty workload on long real outputs; default "
+        "../shared/data beside the clone, skipped when absent",
+    )
+    parser.add_argument("--long-outputs", type=int, default=300, help="answers in the novelty workload")
     args = parser.parse_args()
     if args.data != SHARED and not args.data.exists():
         parser.error(f"--data: {args.data} not found")
+    if args.long != SHARED_LONG and not args.long.exists():
+        parser.error(f"--long: {args.long} not found")
 
     t0 = time.perf_counter()
     warm_up()
@@ -165,7 +192,32 @@ def main() -> int:
         all_agree &= agree
         print(f"{f'1-vs-32 ~{length} chars':<22}{nb_rate:>15,.0f}{cd_rate:>16,.0f}{lp_rate:>14,.0f}"
               f"{nb_rate / cd_rate:>13.2f}x  {'yes' if agree else 'NO'}")  # fmt: skip
-    print("\n(1-vs-32 rows compare with rapidfuzz process.cdist([x], candidates, workers=-1))")
+    if args.long.exists():
+        texts = long_answers(args.long, args.long_outputs)
+        i, j = novelty_pairs(texts)
+        a, b = [texts[x] for x in i], [texts[y] for y in j]
+        mean = sum(map(len, texts)) / len(texts)
+        for threads, parallel, workers in (("2 thr", True, -1), ("1 thr", False, 1)):
+            (nb_rate, nb_res), (cp_rate, cp_res) = compare(
+                [
+                    lambda p=parallel: distance_index_pairs(texts, i, j, p),
+                    lambda w=workers: process.cpdist(a, b, scorer=Levenshtein.distance, workers=w),
+                ],
+                len(i),
+                args.repeats,
+            )
+            agree = np.array_equal(nb_res, cp_res)
+            all_agree &= agree
+            label = f"novelty {threads} ~{mean:,.0f}"
+            print(f"{label:<22}{nb_rate:>15,.0f}{cp_rate:>16,.0f}{'':>14}{nb_rate / cp_rate:>13.2f}x  "
+                  f"{'yes' if agree else 'NO'}")  # fmt: skip
+        print(
+            f"\n(novelty rows: {len(texts)} real long answers from {args.long}, each against the 32 before it, "
+            f"{len(i):,} pairs, mean {mean:,.0f} characters; against cpdist with workers=-1 / workers=1)"
+        )
+    else:
+        print(f"\n(no novelty workload on long answers: {args.long} not found)")
+    print("(1-vs-32 rows compare with rapidfuzz process.cdist([x], candidates, workers=-1))")
     print("all distances agree" if all_agree else "MISMATCH between implementations")
     return 0 if all_agree else 1
 
