@@ -9,7 +9,8 @@ first; then each pair takes one of three paths:
 - similar lengths (within 31) up to 512 characters: Hyyrö's band, the 63 cells around the diagonal in one
   word (exact when the distance is at most 31; otherwise the pair goes on to the next path);
 - otherwise: the blocked variant (a word per 64 pattern characters, carries passed from block to block) within
-  an Ukkonen band.
+  an Ukkonen band; when the band would hold every block (unrelated texts, such as novelty candidates), over
+  all blocks without the band's bookkeeping.
 
 The one-word and band paths run two pairs interleaved in one loop: a pair's recurrence is a chain of
 dependent operations, and a second, independent chain keeps the CPU's other execution units busy.

@@ -365,11 +365,67 @@ def _blocked(
     """
     u = _set_bits(p, p0, m, 0, direct, keys, hashed, used)
     last = _ONE << np.uint64((m - 1) % 64)
-    dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, k, last)
-    if dist > k:
-        dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, dist, last)
+    words = (m + 63) // 64
+    if (2 * k + n - m) // 64 + 2 >= words:  # the band would hold every block: no band
+        dist = _full_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, last)
+    else:
+        dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, k, last)
+        if dist > k:
+            if (2 * dist + n - m) // 64 + 2 >= words:
+                dist = _full_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, last)
+            else:
+                dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     _clear_bits(p, p0, m, 0, direct, keys, used, u)
     return dist
+
+
+@nb.njit(cache=True, nogil=True)
+def _full_blocks(
+    a: np.ndarray, a0: int, m: int, b: np.ndarray, b0: int, n: int,
+    direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, vp: np.ndarray, vn: np.ndarray, last: np.uint64,
+) -> int:  # fmt: skip
+    """Blocked Hyyrö over every block of every column, for pairs so unlike that a band would cover them all:
+    none of the band's bookkeeping, only the last block's score kept."""
+    words = (m + 63) // 64
+    for w in range(words):
+        vp[w] = _ALL
+        vn[w] = _ZERO
+    score = np.int64(m)
+    for j in range(n):
+        cp = np.int64(b[b0 + j])
+        h = np.int64(-1)
+        if cp >= _DIRECT:
+            h = _slot(keys, cp)
+            if keys[h] != cp:
+                h = np.int64(-1)
+        hp_carry = _ONE
+        hn_carry = _ZERO
+        for w in range(words):
+            if cp < _DIRECT:
+                X = direct[w, cp] | hn_carry
+            elif h >= 0:
+                X = hashed[h, w] | hn_carry
+            else:
+                X = hn_carry
+            VP = vp[w]
+            VN = vn[w]
+            D0 = (((X & VP) + VP) ^ VP) | X | VN
+            HP = VN | ~(D0 | VP)
+            HN = D0 & VP
+            if w == words - 1:
+                if HP & last:
+                    score += 1
+                if HN & last:
+                    score -= 1
+            hp_out = HP >> np.uint64(63)
+            hn_out = HN >> np.uint64(63)
+            HP = (HP << _ONE) | hp_carry
+            HN = (HN << _ONE) | hn_carry
+            hp_carry = hp_out
+            hn_carry = hn_out
+            vp[w] = HN | ~(D0 | HP)
+            vn[w] = HP & D0
+    return int(score)
 
 
 @nb.njit(cache=True, nogil=True)

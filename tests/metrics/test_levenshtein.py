@@ -82,6 +82,24 @@ def test_dissimilar_novelty_candidates_match_rapidfuzz(length: int, seed: int, c
     assert distance_one_to_many(x, candidates).tolist() == [Levenshtein.distance(x, c) for c in candidates]
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(300, 3000), st.sampled_from(["ascii", "latin", "wide"]))
+def test_long_unrelated_texts_match_rapidfuzz(seed: int, length: int, script: str) -> None:
+    """Long unrelated texts (real novelty candidates: thousands of characters, lengths apart or alike), where the
+    band covers every block and the unbanded kernel runs; wide code points take the hashed table."""
+    rng = random.Random(seed)
+    alphabet = {"ascii": "abcdefghij klmnop.,\n", "latin": "aeiouéèçß nrst", "wide": "ab 漢字😀👍🏽\u200dΩé"}[script]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(length // 3, length)))
+
+    strings = [text() for _ in range(6)]
+    i, j = np.triu_indices(len(strings), 1)
+    expected = [Levenshtein.distance(strings[x], strings[y]) for x, y in zip(i, j, strict=True)]
+    assert distance_index_pairs(strings, i, j).tolist() == expected
+    assert distance_pairs([strings[x] for x in i], [strings[y] for y in j]).tolist() == expected
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(TEXT, min_size=1, max_size=12), st.data())
 def test_index_pairs_match_rapidfuzz(strings: list[str], data: st.DataObject) -> None:
