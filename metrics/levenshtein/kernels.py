@@ -138,6 +138,21 @@ def _band_step(
     return D0, HP, HN, HN | ~((D0 >> _ONE) | HP), (D0 >> _ONE) & HP
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _block_step(
+    X: np.uint64, VP: np.uint64, VN: np.uint64, hp_carry: np.uint64, hn_carry: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """One text character in one block of the blocked algorithm, with the carries from the block above: HP and
+    HN before the shift (their top bits carry on; the caller reads the score from them), the new VP and VN."""
+    X = X | hn_carry
+    D0 = (((X & VP) + VP) ^ VP) | X | VN
+    HP = VN | ~(D0 | VP)
+    HN = D0 & VP
+    shifted_hp = (HP << _ONE) | hp_carry
+    shifted_hn = (HN << _ONE) | hn_carry
+    return HP, HN, shifted_hn | ~(D0 | shifted_hp), shifted_hp & D0
+
+
 @nb.njit(cache=True, nogil=True)
 def _single_words(
     a: np.ndarray, b: np.ndarray, idx: np.ndarray, count: int, from_a: np.ndarray,
@@ -365,18 +380,23 @@ def _blocked(
     """
     u = _set_bits(p, p0, m, 0, direct, keys, hashed, used)
     last = _ONE << np.uint64((m - 1) % 64)
-    words = (m + 63) // 64
-    if (2 * k + n - m) // 64 + 2 >= words:  # the band would hold every block: no band
+    if _band_holds_all(k, m, n):
         dist = _full_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, last)
     else:
         dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, k, last)
         if dist > k:
-            if (2 * dist + n - m) // 64 + 2 >= words:
+            if _band_holds_all(dist, m, n):
                 dist = _full_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, last)
             else:
                 dist = _banded_blocks(p, p0, m, t, t0, n, direct, keys, hashed, vp, vn, scores, dist, last)
     _clear_bits(p, p0, m, 0, direct, keys, used, u)
     return dist
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _band_holds_all(k: int, m: int, n: int) -> bool:
+    """Whether the band of ``k`` (about 2k + n - m rows wide) would hold every block of an ``m``-row pattern."""
+    return (2 * k + n - m) // 64 + 2 >= (m + 63) // 64
 
 
 @nb.njit(cache=True, nogil=True)
@@ -402,29 +422,16 @@ def _full_blocks(
         hn_carry = _ZERO
         for w in range(words):
             if cp < _DIRECT:
-                X = direct[w, cp] | hn_carry
+                X = direct[w, cp]
             elif h >= 0:
-                X = hashed[h, w] | hn_carry
+                X = hashed[h, w]
             else:
-                X = hn_carry
-            VP = vp[w]
-            VN = vn[w]
-            D0 = (((X & VP) + VP) ^ VP) | X | VN
-            HP = VN | ~(D0 | VP)
-            HN = D0 & VP
+                X = _ZERO
+            HP, HN, vp[w], vn[w] = _block_step(X, vp[w], vn[w], hp_carry, hn_carry)
             if w == words - 1:
-                if HP & last:
-                    score += 1
-                if HN & last:
-                    score -= 1
-            hp_out = HP >> np.uint64(63)
-            hn_out = HN >> np.uint64(63)
-            HP = (HP << _ONE) | hp_carry
-            HN = (HN << _ONE) | hn_carry
-            hp_carry = hp_out
-            hn_carry = hn_out
-            vp[w] = HN | ~(D0 | HP)
-            vn[w] = HP & D0
+                score += np.int64((HP & last) != _ZERO) - np.int64((HN & last) != _ZERO)
+            hp_carry = HP >> np.uint64(63)
+            hn_carry = HN >> np.uint64(63)
     return int(score)
 
 
@@ -475,25 +482,14 @@ def _banded_blocks(
                 X = hashed[h, w]
             else:
                 X = _ZERO
-            VP = vp[w]
-            VN = vn[w]
-            X = X | hn_carry
-            D0 = (((X & VP) + VP) ^ VP) | X | VN
-            HP = VN | ~(D0 | VP)
-            HN = D0 & VP
+            HP, HN, vp[w], vn[w] = _block_step(X, vp[w], vn[w], hp_carry, hn_carry)
             if w < words - 1:
-                hp_out = HP >> np.uint64(63)
-                hn_out = HN >> np.uint64(63)
+                hp_carry = HP >> np.uint64(63)
+                hn_carry = HN >> np.uint64(63)
             else:
-                hp_out = _ONE if HP & last else _ZERO
-                hn_out = _ONE if HN & last else _ZERO
-            scores[w] += np.int64(hp_out) - np.int64(hn_out)
-            HP = (HP << _ONE) | hp_carry
-            HN = (HN << _ONE) | hn_carry
-            hp_carry = hp_out
-            hn_carry = hn_out
-            vp[w] = HN | ~(D0 | HP)
-            vn[w] = HP & D0
+                hp_carry = _ONE if HP & last else _ZERO
+                hn_carry = _ONE if HN & last else _ZERO
+            scores[w] += np.int64(hp_carry) - np.int64(hn_carry)
             if w >= target and w >= lastb:
                 break
             w += 1
