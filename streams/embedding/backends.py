@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from metrics.similarity import EMBEDDING_DIM
 from streams.embedding.model import (
-    DIM,
     MODEL_NAME,
     ModelNotFoundError,
     cuda_available,
@@ -36,7 +36,7 @@ from streams.embedding.model import (
 class TorchEncoder:
     """sentence-transformers on CPU (fp32) or CUDA (fp16)."""
 
-    dim = DIM
+    dim = EMBEDDING_DIM
 
     def __init__(self, device: str | None = None, batch_size: int = 32, fp16: bool | None = None) -> None:
         offline()
@@ -75,7 +75,7 @@ class DirectTorchEncoder:
     it agrees with ``TorchEncoder`` to cosine 1.00000 (tested).
     """
 
-    dim = DIM
+    dim = EMBEDDING_DIM
 
     def __init__(self, device: str | None = None, batch_size: int = 256, fp16: bool | None = None) -> None:
         offline()
@@ -129,7 +129,7 @@ class DirectTorchEncoder:
 class OnnxEncoder:
     """onnxruntime on CPU: the fp32 export, optionally with an int8 copy for texts of ``int8_min_tokens`` or more."""
 
-    dim = DIM
+    dim = EMBEDDING_DIM
 
     def __init__(
         self,

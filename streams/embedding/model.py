@@ -18,10 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from metrics.similarity import EMBEDDING_DIM
-
 MODEL_NAME = "all-MiniLM-L6-v2"
-DIM = EMBEDDING_DIM
 
 
 class ModelNotFoundError(RuntimeError):

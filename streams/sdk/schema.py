@@ -177,6 +177,7 @@ def parse_event(raw: bytes | str | None) -> Event:
         raise EventValidationError("empty message (null value)")
     if not raw:
         raise EventValidationError("empty message (no bytes)")
+    decoded = isinstance(raw, bytes)
     if isinstance(raw, bytes):
         # JSON between systems is UTF-8 (RFC 8259; a leading BOM is ignored): json.loads would also guess UTF-16
         # or UTF-32 from the first bytes, and accept encoded surrogates
@@ -188,7 +189,7 @@ def parse_event(raw: bytes | str | None) -> Event:
         data = json.loads(raw)
     except ValueError as exc:
         raise EventValidationError(f"malformed JSON: {exc}") from None
-    if _may_hold_lone_surrogates(raw):
+    if _may_hold_lone_surrogates(raw, decoded):
         data = _without_lone_surrogates(data)
     return validate_event(data)
 
@@ -197,12 +198,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
-def _may_hold_lone_surrogates(text: str) -> bool:
+def _may_hold_lone_surrogates(text: str, decoded: bool) -> bool:
     """Whether decoding ``text`` may have produced a lone surrogate: valid JSON (a ``\\udXXX`` escape without its
-    pair, as clients that cut strings in UTF-16 code units send), but no Unicode text that Parquet can store."""
-    return ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None) or (
-        not text.isascii() and _SURROGATE.search(text) is not None
-    )
+    pair, as clients that cut strings in UTF-16 code units send), but no Unicode text that Parquet can store.
+
+    Text ``decoded`` from UTF-8 holds no surrogate characters itself: only its escapes are looked at (the worker's
+    path, once per message); a ``str`` given by a caller may hold them as characters too.
+    """
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        return True
+    return not decoded and not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _without_lone_surrogates(value: Any) -> Any:

@@ -36,6 +36,11 @@ from typing import Any
 from streams.worker.scoring import GenerationRef
 
 
+def _due(value: dict[str, Any], now: float) -> bool:
+    """Whether a stored value's time is up at ``now``."""
+    return bool(value.get("exp", 0.0) <= now)
+
+
 class ExpiringTable:
     """Dict values in a Faust table, each deleted ``ttl_s`` seconds (processing time) after its last write."""
 
@@ -68,7 +73,7 @@ class ExpiringTable:
     def get(self, key: str, now: float | None = None) -> dict[str, Any] | None:
         """The value of ``key``; None when absent, or when its time is up at ``now`` though not yet deleted."""
         value = self.table.get(key)
-        if not value or (now is not None and value.get("exp", float("inf")) <= now):
+        if not value or (now is not None and _due(value, now)):
             return None
         return {k: v for k, v in value.items() if k not in ("p", "exp")}
 
@@ -80,7 +85,7 @@ class ExpiringTable:
             _, key = heapq.heappop(heap)
             value = self.table.get(key)
             # a key written again later has a newer expiry (and its own heap entry)
-            if value and value.get("exp", 0.0) <= now:
+            if value and _due(value, now):
                 del self.table[key]
                 removed += 1
         return removed
