@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,9 +39,11 @@ class DeadLetters:
         return done
 
 
-def consume_all(bootstrap: str, topic: str, partitions: int) -> list:
+def consume_all(bootstrap: str, topic: str, partitions: int | Iterable[int]) -> list:
+    """Every message of ``topic`` (all ``partitions`` of a count, or just those listed), until 5 s pass without one."""
+    chosen = range(partitions) if isinstance(partitions, int) else partitions
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in chosen])
     out = []
     while (msg := consumer.poll(5.0)) is not None:
         if msg.error() is None:

@@ -5,29 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.current_event import set_current_event
 from streams.settings import Settings
 from streams.worker.app import create_app
-from tests.helpers import Event, Message
+from tests.helpers import Event, Message, consume_all
 
 pytestmark = pytest.mark.integration
 
 
 def _read(bootstrap: str, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "changelog-reader", "enable.auto.commit": False})
-    try:
-        consumer.assign([TopicPartition(topic, partition, 0)])
-        out = []
-        while (msg := consumer.poll(3.0)) is not None:
-            if msg.error() is None:
-                out.append((msg.key(), msg.value()))
-        return out
-    finally:
-        consumer.close()
+    return [(m.key(), m.value()) for m in consume_all(bootstrap, topic, [partition])]
 
 
 def test_a_batch_of_writes_reaches_the_changelog_once_per_key(settings: Settings) -> None:
