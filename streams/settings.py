@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         default="full", description="Texts in Parquet: as sent, with PII redacted, or not at all."
     )
     novelty_k: int = Field(default=32, ge=1, le=1024, description="Recent outputs novelty compares with.")
+    novelty_level: Literal["word", "char"] = Field(
+        default="word", description="Novelty's edit distance over words (cheap on long outputs) or characters."
+    )
     refresh_window_s: float = Field(
         default=600, gt=0, description="Same input again in a session within this many seconds = a refresh."
     )

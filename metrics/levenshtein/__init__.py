@@ -40,6 +40,7 @@ from metrics.levenshtein.distance import (
     distance_one_to_many,
     distance_pairs,
     warm_up,
+    word_distance_index_pairs,
     word_distance_one_to_many,
     word_distance_pairs,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "distance_pairs",
     "pack",
     "warm_up",
+    "word_distance_index_pairs",
     "word_distance_one_to_many",
     "word_distance_pairs",
 ]

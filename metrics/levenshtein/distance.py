@@ -78,6 +78,25 @@ def distance_index_pairs(strings: Sequence[str], i: np.ndarray, j: np.ndarray, p
     return _run(buf, start[i], end[i], buf, start[j], end[j], chars, parallel)
 
 
+def word_distance_index_pairs(
+    strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True
+) -> np.ndarray:
+    """Word-level :func:`distance_index_pairs`: every string is split and mapped to token ids once.
+
+    >>> word_distance_index_pairs(["the cat sat", "the dog sat", "a cat"], np.array([0, 0]), np.array([1, 2])).tolist()
+    [1, 2]
+    """
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    if i.shape != j.shape:
+        raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
+    if not i.size:
+        return np.empty(0, np.int64)
+    buf, start, end = pack_ids(token_ids(strings, {}))
+    tokens = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
+    return _run(buf, start[i], end[i], buf, start[j], end[j], tokens, parallel)
+
+
 def word_distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
     """Word-level Levenshtein distance (tokens split on whitespace, mapped to exact integer ids)."""
     if len(a) != len(b):

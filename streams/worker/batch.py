@@ -106,7 +106,9 @@ class BatchProcessor:
         self.dlq_topic = dlq_topic
         self.sinks = sinks
         self.counters = counters
-        self.novelty = NoveltyStage(recent if recent is not None else {}, self.settings.novelty_k, counters)
+        self.novelty = NoveltyStage(
+            recent if recent is not None else {}, self.settings.novelty_k, counters, self.settings.novelty_level
+        )
         # the latest generations per (session, app, route, normalized input)
         self.refreshes = Refreshes(asks if asks is not None else {}, self.settings.refresh_window_s, counters)
         self.embeddings = EmbeddingStage(embedder, counters) if embedder is not None else None

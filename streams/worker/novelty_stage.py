@@ -16,7 +16,7 @@ Example (a plain dict stands in for the Faust table, small objects for the Faust
     >>> class Event:
     ...     message = SimpleNamespace(partition=0)
     >>> recent = {}
-    >>> stage = NoveltyStage(recent, k=32, counters=WorkerCounters())
+    >>> stage = NoveltyStage(recent, k=32, counters=WorkerCounters(), level="char")
     >>> async def one_batch():
     ...     job = stage.start([Event(), Event(), Event()], generations, [0, 1, 2])
     ...     values, states = await stage.result(job, generations)
@@ -42,7 +42,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from metrics.novelty import RecentOutputs, novelty, novelty_many
+from metrics.novelty import Level, RecentOutputs, novelty, novelty_many
 from streams.faust_ext.current_event import set_current_event
 from streams.sdk.schema import GenerationEvent
 from streams.worker.counters import WorkerCounters
@@ -66,9 +66,12 @@ class NoveltyJob:
 class NoveltyStage:
     """Starts a batch's novelty on its thread, collects it (one by one if the batch call fails), saves the state."""
 
-    def __init__(self, recent: MutableMapping[str, Any], k: int, counters: WorkerCounters) -> None:
+    def __init__(
+        self, recent: MutableMapping[str, Any], k: int, counters: WorkerCounters, level: Level = "word"
+    ) -> None:
         self.recent = recent
         self.k = k
+        self.level = level
         self.counters = counters
         self._thread = ThreadPoolExecutor(1, "evalstream-novelty")
 
@@ -93,7 +96,7 @@ class NoveltyStage:
         work = [(key, [generations[i].output for i in rows], states[key]) for key, rows in indices.items()]
 
         def run() -> Values:
-            return {key: novelty_many(outputs, state) for key, outputs, state in work}
+            return {key: novelty_many(outputs, state, level=self.level) for key, outputs, state in work}
 
         return NoveltyJob(indices, owners, states, asyncio.get_running_loop().run_in_executor(self._thread, run))
 
@@ -118,7 +121,7 @@ class NoveltyStage:
         values: list[float | None] = []
         for gen in generations:
             try:
-                values.append(novelty(gen.output, state))
+                values.append(novelty(gen.output, state, self.level))
             except Exception as exc:
                 log.error("generation %s stored without novelty: %s", gen.generation_id, exc)
                 self.counters.novelty_errors += 1

@@ -129,7 +129,8 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
         longest = max(len(original), len(kept))
         assert ratios[event_id] == pytest.approx(got[event_id] / longest if longest else 0.0)
 
-    # PII counts per generation, and novelty against the 32 previous outputs of the same app/route/partition.
+    # PII counts per generation, and novelty (word level, the default) against the 32 previous outputs of the same
+    # app/route/partition.
     gens = con.execute(
         "SELECT generation_id, input, output, app, route, _partition, error FROM events"
         " WHERE type = 'generation' ORDER BY _partition, _offset"
@@ -145,8 +146,9 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
             continue
         recent = recent_by_key.setdefault((partition, app, route), [])
         if recent:
+            words = output.split()
             expected_novelty[gid] = min(
-                Levenshtein.distance(output, r) / max(len(output), len(r)) if max(len(output), len(r)) else 0.0
+                Levenshtein.distance(words, r.split()) / max(len(words), len(r.split())) if words or r.split() else 0.0
                 for r in recent
             )
         recent[:] = [*recent, output][-32:]

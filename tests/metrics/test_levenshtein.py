@@ -188,9 +188,10 @@ def test_warm_up_compiles_every_form_the_worker_uses() -> None:
     kernels = (compiled.chunk_distances, compiled.parallel_distances)
     before = [list(k.signatures) for k in kernels]
     texts = ["short", "x" * 3000, "héllo wörld 😀" * 20, "a"]
-    novelty_many(texts * 20, RecentOutputs(32, tuple(texts)))
-    novelty_many(["abc", "abd"] * 200, RecentOutputs(32), parallel=True)
-    novelty("x" * 3000, RecentOutputs(32, tuple(texts)))
+    for level in ("word", "char"):
+        novelty_many(texts * 20, RecentOutputs(32, tuple(texts)), level=level)
+        novelty_many(["abc", "abd"] * 200, RecentOutputs(32), parallel=True, level=level)
+        novelty("x" * 3000, RecentOutputs(32, tuple(texts)), level)
     distance_pairs(texts, texts[::-1])
     distance_pairs(["x" * 40_000, "y"], ["z", "w"])
     distance_one_to_many("héllo", texts * 100)

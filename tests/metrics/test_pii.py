@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from metrics.pii import iban_ok, luhn_ok, pii_counts, redact
+from metrics.pii import _spans, iban_ok, luhn_ok, pii_counts, redact
 
 
 @pytest.mark.parametrize(
@@ -33,3 +35,27 @@ def test_redaction_removes_every_detected_value() -> None:
     assert pii_counts(red) == {}
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82")
+
+
+_PIECES = [
+    "jane.doe@example.com", "a@b", "@", "+1 (415) 555-0100", "020 7946 0958", "4111 1111 1111 1111",
+    "5500-0000-0000-0004", "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "192.168.1.20", "1.2.3",
+    "2001:db8::1", "::1", "10:00:00", "123-45-6789", "2026-11-25", "1,234.56", "v1.2.3.4", "x", " ", "  ", "\n",
+    "-", ".", "(", ")", ":", "+", "é", "AB", "12", "7",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_PIECES) | st.text(alphabet="0123456789 .:-()+@ABEFGXabcdef", max_size=12), max_size=14)
+)
+def test_gates_never_change_what_is_found(pieces: list[str]) -> None:
+    """The gates only skip patterns that cannot match: the spans are those of running every pattern."""
+    text = "".join(pieces)
+    assert _spans(text) == _spans(text, gated=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_gates_never_change_what_is_found_in_any_text(text: str) -> None:
+    assert _spans(text) == _spans(text, gated=False)

@@ -310,12 +310,13 @@ def test_a_dead_lettered_generation_leaves_nothing_for_a_follow_up_to_join(
 
 
 def _novelty_oracle(outputs: list[tuple[str, str]]) -> list[float | None]:
-    """Independent of metrics.novelty: rapidfuzz's normalized Levenshtein, min over the route's earlier outputs."""
+    """Independent of metrics.novelty: rapidfuzz's normalized Levenshtein over words (the default level), min over
+    the route's earlier outputs."""
     earlier: dict[str, list[str]] = {}
     values: list[float | None] = []
     for route, text in outputs:
         seen = earlier.setdefault(route, [])
-        values.append(min(Levenshtein.normalized_distance(text, s) for s in seen) if seen else None)
+        values.append(min(Levenshtein.normalized_distance(text.split(), s.split()) for s in seen) if seen else None)
         seen.append(text)
     return values
 
@@ -361,10 +362,10 @@ def test_a_novelty_failure_on_one_output_skips_only_its_score_and_keeps_it_in_th
     poison = "the poisoned answer"
     real_novelty = novelty_stage.novelty
 
-    def novelty(output: str, recent: Any) -> float | None:
+    def novelty(output: str, recent: Any, level: Any) -> float | None:
         if output == poison:
             raise ValueError("kernel crashed")
-        return real_novelty(output, recent)
+        return real_novelty(output, recent, level)
 
     monkeypatch.setattr(novelty_stage, "novelty_many", _failing_novelty_many)
     monkeypatch.setattr(novelty_stage, "novelty", novelty)
@@ -383,13 +384,13 @@ def test_a_novelty_failure_on_one_output_skips_only_its_score_and_keeps_it_in_th
         "g1": RULE_METRICS,  # no novelty, every other score
         "g2": RULE_METRICS | {"novelty"},
     }
-    # g2 was compared with the poisoned output too: one character apart (without it, 0.7 from "hello there")
-    assert _novelty(tmp_path) == pytest.approx({"g2": 0.05}, abs=1e-9)
+    # g2 was compared with the poisoned output too: one word of three apart (without it, 1.0 from "hello there")
+    assert _novelty(tmp_path) == pytest.approx({"g2": 1 / 3}, abs=1e-9)
     assert recent == {"0:a:r": outputs}
 
     monkeypatch.undo()  # the kernels work again: the next batch reads the saved state
     _run(processor, _batch([_generation(3, poison)], first_offset=3))
-    assert _novelty(tmp_path) == pytest.approx({"g2": 0.05, "g3": 0.0}, abs=1e-9)
+    assert _novelty(tmp_path) == pytest.approx({"g2": 1 / 3, "g3": 0.0}, abs=1e-9)
     assert recent == {"0:a:r": [*outputs, poison]}
 
 
