@@ -19,7 +19,7 @@ Targets: optimized / default >= 2.0 on CPU with mean cosine >= 0.99 (min >= 0.98
 on one H100, >= 10,000 sentences/s.
 
     python bench/embeddings.py [--sentences 1024] [--generations 4096] [--flush 1024] [--repeats 3] [--workers 1]
-                               [--placement process,worker,server] [--data PATH]
+                               [--placement process,worker,server] [--data PATH] [--texts short|long]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from streams.embedding.model import Encoder, cuda_available
 from streams.embedding.onnx_export import default_cache_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+ARENA = SHARED.with_name("arena-hard-v0.1-answers.jsonl.gz")
 
 
 def _letters(k: int) -> str:
@@ -91,6 +92,28 @@ def sentences(n: int, data: Path = SHARED) -> tuple[list[str], str]:
     while len(out) < n:
         out.setdefault(" ".join(rng.sample(pool, rng.randint(1, 4))) + f" (#{len(out)})", None)
     return list(out), f"generated from the sample traffic ({data} not found)"
+
+
+def long_sentences(n: int, data: Path = ARENA) -> tuple[list[str], str]:
+    """``n`` texts, question and answer in turn (the stage's input and output): Arena-Hard when ``data`` exists
+    (past its 1,000 answers, again with a letter marker so that no text repeats), generated long texts otherwise."""
+    if data.exists():
+        with gzip.open(data, "rt", encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh]
+        random.Random(0).shuffle(rows)
+        texts = [t for r in rows for t in (r["prompt"], r["answer"])]
+        real = len(texts)
+        texts += [f"{texts[i % real]} ({_letters(i // real)})" for i in range(real, n)]
+        return texts[:n], f"long: Arena-Hard questions and answers ({data})"
+    from streams.local.sample import QUESTIONS, SENTENCES
+
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        out.append(
+            rng.choice(QUESTIONS) if i % 2 == 0 else " ".join(rng.choices(SENTENCES, k=20)) + f" ({_letters(i)})"
+        )
+    return out, f"long: generated from the sample traffic ({data} not found)"
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -235,6 +258,13 @@ def main() -> int:
         "generated from the sample traffic when absent (compare runs only on the same data: the header says which)",
     )
     parser.add_argument(
+        "--texts",
+        choices=("short", "long"),
+        default="short",
+        help="short: hh-rlhf conversation turns (--data); long: Arena-Hard questions and answers "
+        "(../shared/data/arena-hard-v0.1-answers.jsonl.gz), as input and output of each generation",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="worker processes in the stage's consumer group (scale-out beside a GPU)"
     )
     parser.add_argument(
@@ -253,7 +283,10 @@ def main() -> int:
     batch = args.batch_size or (256 if gpu else 32)
     if args.data != SHARED and not args.data.exists():
         parser.error(f"--data: {args.data} not found")
-    texts, source = sentences(max(args.sentences, 2 * args.generations), args.data)
+    if args.texts == "long":
+        texts, source = long_sentences(max(args.sentences, 2 * args.generations))
+    else:
+        texts, source = sentences(max(args.sentences, 2 * args.generations), args.data)
     sample = texts[: args.sentences]
     print(f"data: {source}; {len(sample)} texts, mean {np.mean([len(t) for t in sample]):.0f} chars; batch {batch}")
     print(f"device: {'CUDA ' + __import__('torch').cuda.get_device_name() if gpu else 'CPU'}, {os.cpu_count()} cores")

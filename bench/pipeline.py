@@ -17,7 +17,10 @@ Data sets (the ``data:`` lines say which were used):
 The target printed beside each figure comes from the issue that set it: 1,000 generations per second with
 embeddings off on long outputs (on 2 cores).
 
-    python bench/pipeline.py [--generations 8000] [--repeats 3] [--sets short,long] [--embed off,auto]
+    python bench/pipeline.py [--generations 8000] [--repeats 3] [--sets short,long] [--embed off,auto] [--flush N]
+
+With embeddings on, a worker batch of 5,000 events takes tens of seconds: use fewer ``--generations`` and a
+smaller ``--flush`` so that several batches follow the first.
 """
 
 from __future__ import annotations
@@ -125,7 +128,9 @@ def traffic(pairs: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
     return events, len(pairs)
 
 
-def run_once(bootstrap: str, events: list[dict[str, Any]], embed: str, work: Path) -> dict[str, float]:
+def run_once(
+    bootstrap: str, events: list[dict[str, Any]], embed: str, work: Path, flush: int | None = None
+) -> dict[str, float]:
     """Publish, then drain with one worker; the steady rate from the Parquet files it wrote."""
     from sinks.parquet import parse_file_name
     from streams.local.launch import spawn_cli, stop, wait_for
@@ -137,6 +142,7 @@ def run_once(bootstrap: str, events: list[dict[str, Any]], embed: str, work: Pat
     settings = Settings(
         bootstrap_servers=bootstrap, events_topic=f"bench.pipeline.{tag}", worker_id=f"bench-pipeline-{tag}",
         data_dir=work / tag / "data", embed_backend=embed,  # type: ignore[arg-type]
+        **({"flush_max_events": flush} if flush else {}),
     )  # fmt: skip
     ensure_topics(settings)
     with Publisher(bootstrap, settings.events_topic) as pub:
@@ -180,6 +186,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per case (median reported)")
     parser.add_argument("--sets", default="short,long", help="data sets, comma-separated: short, long")
     parser.add_argument("--embed", default="off", help="EVALSTREAM_EMBED_BACKEND values, comma-separated")
+    parser.add_argument(
+        "--flush", type=int, default=None, help="EVALSTREAM_FLUSH_MAX_EVENTS (default: the worker's, 5,000)"
+    )
     args = parser.parse_args()
 
     from streams.local.broker import LocalBroker
@@ -201,7 +210,7 @@ def main() -> int:
     try:
         for r in range(args.repeats):
             for name, embed, events, gens in cases if r % 2 == 0 else cases[::-1]:
-                result = run_once(bootstrap, events, embed, work)
+                result = run_once(bootstrap, events, embed, work, args.flush)
                 gen_rate = result["events_per_s"] * gens / len(events)
                 rates[(name, embed)].append(gen_rate)
                 print(

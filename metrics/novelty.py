@@ -5,10 +5,11 @@ computed with the Numba kernels. The state is the tuple of recent outputs, newes
 
 Two levels: ``"word"`` (the default: Levenshtein over whitespace tokens, normalized by the longer token count)
 and ``"char"`` (over Unicode code points, normalized by the longer length). Both tell a near-repeat from a fresh
-answer equally well on real outputs; word level costs ~20x less on long ones (a 1,800-character answer against
-32 others: ~0.2 ms instead of ~4 ms on one core), so a worker keeps up with real assistant traffic. The figures
-are in ``docs/novelty.md``. Values of the two levels are not comparable with each other: word level reads
-higher on unrelated texts (~0.9 against ~0.75 for long English answers), since few whole words line up.
+answer on real outputs; word level costs ~15x less on long ones (a 1,800-character answer against 32 others:
+~0.2 ms instead of ~3 ms on one core), so a worker keeps up with real assistant traffic. The figures, and where
+character level sees more (typos), are in ``docs/long-outputs.md``. Values of the two levels are not
+comparable with each other: word level reads higher on unrelated texts (~0.9 against ~0.75 for long English
+answers), since few whole words line up.
 
 Example::
 

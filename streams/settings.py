@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     )
     embed_int8_min_tokens: int = Field(default=64, ge=0, description="onnx-int8: shorter texts stay fp32.")
     embed_threads: int = Field(default=0, ge=0, description="ONNX batches encoded at once (0 = one per core).")
+    embed_max_tokens: int | None = Field(
+        default=None, ge=3, le=512, description="Tokens embedded per text, the rest cut off; default the model's 256."
+    )
     embed_process: bool = Field(
         default=True, description="Run the model in a child process (no GIL shared with the event loop)."
     )
@@ -94,6 +97,7 @@ class Settings(BaseSettings):
             "batch_size": self.embed_batch_size,
             "int8_min_tokens": self.embed_int8_min_tokens,
             "threads": self.embed_threads,
+            "max_tokens": self.embed_max_tokens,
         }
 
     def to_env(self) -> dict[str, str]:

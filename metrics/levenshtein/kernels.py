@@ -370,14 +370,21 @@ def _small_bands(
 def _blocked(
     p: np.ndarray, p0: int, m: int, t: np.ndarray, t0: int, n: int,
     direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, used: np.ndarray,
-    vp: np.ndarray, vn: np.ndarray, scores: np.ndarray, k: int,
+    vp: np.ndarray, vn: np.ndarray, scores: np.ndarray, k: int, counts: np.ndarray,
 ) -> int:  # fmt: skip
     """Patterns longer than 64 characters: blocked Hyyrö with Ukkonen's band (see :func:`_banded_blocks`).
 
     Guess a bound k and compute only the blocks that cells within k of the diagonal touch. A result r <= k
     is exact. Otherwise r is still an upper bound of the distance, so a second pass with k = r is exact: at
-    most two passes, the second only for dissimilar strings.
+    most two passes, the second only for dissimilar strings. When a lower bound of the distance
+    (:func:`_bag_bound`) rules the guess out and is over an eighth of the pattern's length, the strings are
+    unrelated (novelty candidates; real user edits stay far below) and one pass over all blocks replaces both:
+    the narrow pass would be wasted work, and so would a second band nearly as wide as the matrix.
     """
+    if not _band_holds_all(k, m, n):
+        bound = _bag_bound(p, p0, m, t, t0, n, counts)
+        if bound > k and 8 * bound > m:
+            k = n + m
     u = _set_bits(p, p0, m, 0, direct, keys, hashed, used)
     last = _ONE << np.uint64((m - 1) % 64)
     if _band_holds_all(k, m, n):
@@ -393,10 +400,42 @@ def _blocked(
     return dist
 
 
+@nb.njit(cache=True, nogil=True)
+def _bag_bound(p: np.ndarray, p0: int, m: int, t: np.ndarray, t0: int, n: int, counts: np.ndarray) -> int:
+    """A lower bound of the edit distance: the bag distance of the two strings with code points folded into
+    256 classes (each edit changes the character counts by at most one on each side; folding only merges
+    counts). ``counts`` (256 zeros) is left zeroed."""
+    for i in range(m):
+        counts[p[p0 + i] & 255] += 1
+    for i in range(n):
+        counts[t[t0 + i] & 255] -= 1
+    extra = 0
+    missing = 0
+    for c in range(_DIRECT):
+        d = counts[c]
+        if d > 0:
+            extra += d
+        else:
+            missing -= d
+        counts[c] = 0
+    return max(extra, missing)
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _band_holds_all(k: int, m: int, n: int) -> bool:
     """Whether the band of ``k`` (about 2k + n - m rows wide) would hold every block of an ``m``-row pattern."""
     return (2 * k + n - m) // 64 + 2 >= (m + 63) // 64
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _text_slot(cp: np.int64, keys: np.ndarray) -> np.int64:
+    """Where a text character's pattern bits are: -1 in ``direct`` (below 256), a slot of ``hashed``, or -2
+    for a character the pattern does not hold (no bits). The callers read the bits in a conditional
+    expression: the same choice in an inlined helper with several returns made the loop ten times slower."""
+    if cp < _DIRECT:
+        return np.int64(-1)
+    h = _slot(keys, cp)
+    return h if keys[h] == cp else np.int64(-2)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -405,33 +444,68 @@ def _full_blocks(
     direct: np.ndarray, keys: np.ndarray, hashed: np.ndarray, vp: np.ndarray, vn: np.ndarray, last: np.uint64,
 ) -> int:  # fmt: skip
     """Blocked Hyyrö over every block of every column, for pairs so unlike that a band would cover them all:
-    none of the band's bookkeeping, only the last block's score kept."""
+    none of the band's bookkeeping, only the last block's score kept.
+
+    Two text columns at a time, as a wavefront: block w of column j and block w - 1 of column j + 1 in the
+    same iteration. Within a column each block waits for the carry of the block above (a chain of dependent
+    operations); the two columns' chains are independent, so the CPU runs them side by side.
+    """
     words = (m + 63) // 64
     for w in range(words):
         vp[w] = _ALL
         vn[w] = _ZERO
     score = np.int64(m)
-    for j in range(n):
+    lw = words - 1
+    j = 0
+    while j + 1 < n:
+        cp1 = np.int64(b[b0 + j])
+        cp2 = np.int64(b[b0 + j + 1])
+        h1 = _text_slot(cp1, keys)
+        h2 = _text_slot(cp2, keys)
+        HP, HN, vp[0], vn[0] = _block_step(
+            (direct[0, cp1] if h1 == -1 else (hashed[h1, 0] if h1 >= 0 else _ZERO)), vp[0], vn[0], _ONE, _ZERO
+        )
+        if lw == 0:
+            score += np.int64((HP & last) != _ZERO) - np.int64((HN & last) != _ZERO)
+        hp1 = HP >> np.uint64(63)
+        hn1 = HN >> np.uint64(63)
+        hp2 = _ONE
+        hn2 = _ZERO
+        for w in range(1, words):
+            HP1, HN1, vp1, vn1 = _block_step(
+                (direct[w, cp1] if h1 == -1 else (hashed[h1, w] if h1 >= 0 else _ZERO)), vp[w], vn[w], hp1, hn1
+            )
+            HP2, HN2, vp2, vn2 = _block_step(
+                (direct[w - 1, cp2] if h2 == -1 else (hashed[h2, w - 1] if h2 >= 0 else _ZERO)),
+                vp[w - 1],
+                vn[w - 1],
+                hp2,
+                hn2,
+            )
+            vp[w], vn[w], vp[w - 1], vn[w - 1] = vp1, vn1, vp2, vn2
+            hp1 = HP1 >> np.uint64(63)
+            hn1 = HN1 >> np.uint64(63)
+            hp2 = HP2 >> np.uint64(63)
+            hn2 = HN2 >> np.uint64(63)
+            if w == lw:
+                score += np.int64((HP1 & last) != _ZERO) - np.int64((HN1 & last) != _ZERO)
+        HP, HN, vp[lw], vn[lw] = _block_step(
+            (direct[lw, cp2] if h2 == -1 else (hashed[h2, lw] if h2 >= 0 else _ZERO)), vp[lw], vn[lw], hp2, hn2
+        )
+        score += np.int64((HP & last) != _ZERO) - np.int64((HN & last) != _ZERO)
+        j += 2
+    if j < n:  # an odd column left
         cp = np.int64(b[b0 + j])
-        h = np.int64(-1)
-        if cp >= _DIRECT:
-            h = _slot(keys, cp)
-            if keys[h] != cp:
-                h = np.int64(-1)
-        hp_carry = _ONE
-        hn_carry = _ZERO
+        h = _text_slot(cp, keys)
+        hp = _ONE
+        hn = _ZERO
         for w in range(words):
-            if cp < _DIRECT:
-                X = direct[w, cp]
-            elif h >= 0:
-                X = hashed[h, w]
-            else:
-                X = _ZERO
-            HP, HN, vp[w], vn[w] = _block_step(X, vp[w], vn[w], hp_carry, hn_carry)
-            if w == words - 1:
-                score += np.int64((HP & last) != _ZERO) - np.int64((HN & last) != _ZERO)
-            hp_carry = HP >> np.uint64(63)
-            hn_carry = HN >> np.uint64(63)
+            HP, HN, vp[w], vn[w] = _block_step(
+                (direct[w, cp] if h == -1 else (hashed[h, w] if h >= 0 else _ZERO)), vp[w], vn[w], hp, hn
+            )
+            hp = HP >> np.uint64(63)
+            hn = HN >> np.uint64(63)
+        score += np.int64((HP & last) != _ZERO) - np.int64((HN & last) != _ZERO)
     return int(score)
 
 
@@ -582,13 +656,14 @@ def chunk_distances(
         vp = np.empty(n_w, np.uint64)
         vn = np.empty(n_w, np.uint64)
         scores = np.empty(n_w, np.int64)
+        counts = np.zeros(_DIRECT, np.int64)
         for q in range(n_blocks):
             j = blocks[q]
             p, p0, m, t, t0, n = _lane(a, b, j, from_a, p_start, p_len, t_start, t_len)
             k = n - m + 16
             if q >= fresh and m <= _RETRY_FULL:  # more than _SMALL_K apart, few words: one full pass
                 k = n + m
-            res[j] = _blocked(p, p0, m, t, t0, n, direct, keys, hashed, used, vp, vn, scores, k)
+            res[j] = _blocked(p, p0, m, t, t0, n, direct, keys, hashed, used, vp, vn, scores, k, counts)
     out[lo:hi] = res
 
 

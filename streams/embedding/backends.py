@@ -22,6 +22,7 @@ from metrics.similarity import EMBEDDING_DIM
 from streams.embedding.model import (
     MODEL_NAME,
     ModelNotFoundError,
+    check_max_tokens,
     cuda_available,
     length_batches,
     load_tokenizer,
@@ -38,12 +39,15 @@ class TorchEncoder:
 
     dim = EMBEDDING_DIM
 
-    def __init__(self, device: str | None = None, batch_size: int = 32, fp16: bool | None = None) -> None:
+    def __init__(
+        self, device: str | None = None, batch_size: int = 32, fp16: bool | None = None, max_tokens: int | None = None
+    ) -> None:
         offline()
         from sentence_transformers import SentenceTransformer
 
         device = device or ("cuda" if cuda_available() else "cpu")
         self.model = SentenceTransformer(str(model_dir()), device=device, local_files_only=True)
+        self.model.max_seq_length = check_max_tokens(max_tokens)
         fp16 = device.startswith("cuda") if fp16 is None else fp16
         if fp16:
             self.model.half()
@@ -77,7 +81,9 @@ class DirectTorchEncoder:
 
     dim = EMBEDDING_DIM
 
-    def __init__(self, device: str | None = None, batch_size: int = 256, fp16: bool | None = None) -> None:
+    def __init__(
+        self, device: str | None = None, batch_size: int = 256, fp16: bool | None = None, max_tokens: int | None = None
+    ) -> None:
         offline()
         import torch
         from sentence_transformers import SentenceTransformer
@@ -94,7 +100,7 @@ class DirectTorchEncoder:
         self.model.eval()
         if fp16:
             self.model.half()
-        self.tokenizer = load_tokenizer()
+        self.tokenizer = load_tokenizer(max_tokens)
         self.torch = torch
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -138,10 +144,11 @@ class OnnxEncoder:
         batch_size: int = 32,
         int8_min_tokens: int = 64,
         threads: int = 0,
+        max_tokens: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
-        self.tokenizer = load_tokenizer()
+        self.tokenizer = load_tokenizer(max_tokens)
         # Batches run side by side, one thread each: a multi-threaded intra-op pool makes its threads wait at
         # every operator's barrier.
         self.workers = threads or os.cpu_count() or 1

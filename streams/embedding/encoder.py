@@ -95,10 +95,12 @@ def load_encoder(
     batch_size: int | None = None,
     int8_min_tokens: int = 64,
     threads: int = 0,
+    max_tokens: int | None = None,
 ) -> Encoder:
     """The encoder for ``backend`` (see the module docstring); ONNX files are exported once into ``cache_dir``.
 
-    ``threads``: ONNX batches run at once, one thread each (0 = one per core).
+    ``threads``: ONNX batches run at once, one thread each (0 = one per core). ``max_tokens``: tokens embedded
+    per text, the rest cut off (default: the model's 256; see ``docs/long-outputs.md`` for the trade-off).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -107,14 +109,16 @@ def load_encoder(
         backend = "torch" if cuda else "onnx-int8"
     if backend == "torch":
         if cuda:
-            return DirectTorchEncoder("cuda", batch_size=batch_size or 256)
-        return TorchEncoder("cpu", batch_size=batch_size or 32)
+            return DirectTorchEncoder("cuda", batch_size=batch_size or 256, max_tokens=max_tokens)
+        return TorchEncoder("cpu", batch_size=batch_size or 32, max_tokens=max_tokens)
     batch_size = batch_size or 32
     from streams.embedding.onnx_export import default_cache_dir, export_onnx, quantize_int8
 
     fp32 = export_onnx(model_dir(), cache_dir or default_cache_dir())
     int8 = quantize_int8(fp32) if backend == "onnx-int8" else None
-    enc = OnnxEncoder(fp32, int8, batch_size=batch_size, int8_min_tokens=int8_min_tokens, threads=threads)
+    enc = OnnxEncoder(
+        fp32, int8, batch_size=batch_size, int8_min_tokens=int8_min_tokens, threads=threads, max_tokens=max_tokens
+    )
     if int8 is not None:
         mean, low = cosine_agreement(enc.encode(CHECK_SENTENCES), enc.encode_fp32(CHECK_SENTENCES))
         if mean < CHECK_MEAN_COSINE or low < CHECK_MIN_COSINE:

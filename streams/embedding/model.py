@@ -67,14 +67,33 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def load_tokenizer() -> Any:
-    """The model's fast tokenizer (``tokenizers``), truncating at the model's max_seq_length, no padding."""
+MAX_TOKENS_LIMIT = 512  # the model's position embeddings; it was trained on texts of up to 256 tokens
+
+
+def model_max_tokens() -> int:
+    """The tokens the model embeds per text by default (its ``max_seq_length``: 256 for all-MiniLM-L6-v2)."""
+    config = json.loads((model_dir() / "sentence_bert_config.json").read_text())
+    return int(config.get("max_seq_length", 256))
+
+
+def check_max_tokens(max_tokens: int | None) -> int:
+    """``max_tokens``, or the model's default when None; a clear error outside 2..512 (the two special tokens
+    take two of them)."""
+    if max_tokens is None:
+        return model_max_tokens()
+    if not 2 < max_tokens <= MAX_TOKENS_LIMIT:
+        raise ValueError(f"max_tokens must be between 3 and {MAX_TOKENS_LIMIT}, got {max_tokens}")
+    return max_tokens
+
+
+def load_tokenizer(max_tokens: int | None = None) -> Any:
+    """The model's fast tokenizer (``tokenizers``), no padding, truncating each text at ``max_tokens`` tokens
+    (the special tokens included; default: the model's max_seq_length)."""
     from tokenizers import Tokenizer
 
     root = model_dir()
-    max_len = json.loads((root / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
     tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=int(max_len))
+    tokenizer.enable_truncation(max_length=check_max_tokens(max_tokens))
     tokenizer.no_padding()
     return tokenizer
 

@@ -76,6 +76,7 @@ class EncoderProcess(RemoteEncoder):
         batch_size: int | None = None,
         int8_min_tokens: int = 64,
         threads: int = 0,
+        max_tokens: int | None = None,
         start_timeout_s: float = 600.0,
     ) -> EncoderProcess:
         """Start the child and wait for its encoder; raises what loading it raised (e.g. ModelNotFoundError)."""
@@ -85,6 +86,7 @@ class EncoderProcess(RemoteEncoder):
             "batch_size": batch_size,
             "int8_min_tokens": int8_min_tokens,
             "threads": threads,
+            "max_tokens": max_tokens,
         }
         enc = cls(options, start_timeout_s)
         enc._open()

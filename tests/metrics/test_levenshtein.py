@@ -14,6 +14,7 @@ from metrics.levenshtein import (
     distance_index_pairs,
     distance_one_to_many,
     distance_pairs,
+    kernels,
     pack,
     word_distance_one_to_many,
     word_distance_pairs,
@@ -98,6 +99,30 @@ def test_long_unrelated_texts_match_rapidfuzz(seed: int, length: int, script: st
     expected = [Levenshtein.distance(strings[x], strings[y]) for x, y in zip(i, j, strict=True)]
     assert distance_index_pairs(strings, i, j).tolist() == expected
     assert distance_pairs([strings[x] for x in i], [strings[y] for y in j]).tolist() == expected
+
+
+@pytest.mark.parametrize("m", [65, 127, 128, 129, 200])
+@pytest.mark.parametrize("extra", [0, 1, 2, 63, 64, 65])
+def test_the_two_column_wavefront_at_block_and_parity_edges(m: int, extra: int) -> None:
+    """The unbanded kernel runs text columns in pairs: odd and even text lengths, patterns just over a block
+    boundary, text characters the pattern lacks (wide and narrow) and ones it holds in its hashed table."""
+    rng = random.Random(m * 100 + extra)
+    pattern = "".join(rng.choice("xyz 漢😀") for _ in range(m))
+    for alphabet in ("abc", "xyz 漢😀Ω", "😀"):
+        text = "".join(rng.choice(alphabet) for _ in range(m + extra))
+        assert distance_pairs([pattern], [text]).tolist() == [Levenshtein.distance(pattern, text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT, TEXT)
+def test_the_bag_bound_never_exceeds_the_distance(a: str, b: str) -> None:
+    """The bound that lets unrelated pairs skip the narrow band is a true lower bound (folded code points too)."""
+    buf, start, end = pack([a, b])
+    counts = np.zeros(256, np.int64)
+    bound = kernels._bag_bound(buf, start[0], end[0] - start[0], buf, start[1], end[1] - start[1], counts)
+    assert bound <= Levenshtein.distance(a, b)
+    assert bound >= abs(len(a) - len(b))
+    assert not counts.any()  # left zeroed for the next pair
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import streams.embedding.encoder as encoder_module
 from streams.embedding.backends import DirectTorchEncoder, OnnxEncoder
 from streams.embedding.encoder import CHECK_SENTENCES, cosine_agreement, load_encoder
-from streams.embedding.model import ModelNotFoundError, length_batches, padded
+from streams.embedding.model import ModelNotFoundError, length_batches, load_tokenizer, model_max_tokens, padded
 from streams.embedding.onnx_export import default_cache_dir
 from streams.local.sample import QUESTIONS, SENTENCES
 
@@ -140,3 +140,49 @@ def test_lone_surrogates_empty_and_very_long_texts(onnx_int8: OnnxEncoder) -> No
     v = onnx_int8.encode(texts)
     assert v.shape == (4, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert float(v[0] @ v[3]) > 0.999  # the surrogate reads as U+FFFD
+
+
+# EVALSTREAM_EMBED_MAX_TOKENS ------------------------------------------------------------------------------------
+
+LONG = " ".join(SENTENCES * 3)  # ~600 tokens
+
+
+def _first_tokens(text: str, n: int) -> str:
+    """The prefix of ``text`` holding its first ``n`` tokens (without the special tokens)."""
+    tokenizer = load_tokenizer(512)
+    tokenizer.no_truncation()
+    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    return text[: offsets[n - 1][1]]
+
+
+def test_max_tokens_defaults_to_the_model_and_is_checked() -> None:
+    assert model_max_tokens() == 256
+    assert len(load_tokenizer().encode(LONG).ids) == 256
+    assert len(load_tokenizer(64).encode(LONG).ids) == 64  # the two special tokens included
+    for bad in (2, 513):
+        with pytest.raises(ValueError, match="max_tokens must be between 3 and 512"):
+            load_tokenizer(bad)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_max_tokens_embeds_only_the_first_tokens(backend: str) -> None:
+    """With max_tokens=64 a long text embeds as its first 62 tokens do; with the default it reads further."""
+    short = load_encoder(backend, default_cache_dir(), max_tokens=64)  # type: ignore[arg-type]
+    default = load_encoder(backend, default_cache_dir())  # type: ignore[arg-type]
+    cut, prefix = short.encode([LONG, _first_tokens(LONG, 62)])
+    assert float(cut @ prefix) > 0.9999
+    assert float(default.encode([LONG])[0] @ cut) < 0.99  # the rest of the text changed the default's embedding
+
+
+def test_max_tokens_setting_reaches_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    monkeypatch.setenv("EVALSTREAM_EMBED_MAX_TOKENS", "128")
+    assert Settings().encoder_options()["max_tokens"] == 128
+    monkeypatch.setenv("EVALSTREAM_EMBED_MAX_TOKENS", "1024")
+    with pytest.raises(ValidationError, match="less than or equal to 512"):
+        Settings()
+    monkeypatch.delenv("EVALSTREAM_EMBED_MAX_TOKENS")
+    assert Settings().encoder_options()["max_tokens"] is None
