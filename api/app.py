@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.routers import health, metrics
+from api.routers import compare, health, metrics
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
 
@@ -34,4 +34,5 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(compare.router)
     return app

@@ -1,7 +1,12 @@
-"""DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``.
+"""DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``, and ``generations``.
 
-Each view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset with no
-file yet is an empty view with the right columns, so queries work on a fresh install.
+Each dataset view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset
+with no file yet is an empty view with the right columns, so queries work on a fresh install.
+
+``generations`` is the table people query: one row per generation with its labels and what happened to it
+(see :data:`GENERATIONS_VIEW`): the latest thumbs, whether it was regenerated, refreshed or edited, its latest
+edit ratio, its quality, similarity, relevance, novelty and guardrail scores, latency, cost and error. The
+macros ``wilson_low(k, n)`` and ``wilson_high(k, n)`` give a rate's 95% Wilson interval (``z :=`` another level).
 
 Example::
 
@@ -9,6 +14,10 @@ Example::
     >>> con = connect(tempfile.mkdtemp())
     >>> con.execute("SELECT count(*) FROM scores").fetchone()
     (0,)
+    >>> con.execute("SELECT count(*) FROM generations").fetchone()
+    (0,)
+    >>> con.execute("SELECT round(wilson_low(81, 263), 4), round(wilson_high(81, 263), 4)").fetchone()
+    (0.2553, 0.3662)
 """
 
 from __future__ import annotations
@@ -27,6 +36,54 @@ DATASETS: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS_SCHEMA,
     "dlq": DLQ_SCHEMA,
 }
+
+
+# Outcomes of each generation from the scores (which hold one row per value): regenerated and refreshed are
+# 1 or absent, so absent means 0; thumbs, feedback score and edit ratio are the latest of their kind.
+GENERATIONS_VIEW = """
+CREATE OR REPLACE VIEW generations AS
+WITH outcomes AS (
+    SELECT generation_id,
+           arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_up,
+           count(*) FILTER (WHERE metric = 'thumbs_up') AS feedbacks,
+           arg_max(value, ts) FILTER (WHERE metric = 'feedback_score') AS feedback_score,
+           max(value) FILTER (WHERE metric = 'regenerated') AS regenerated,
+           max(value) FILTER (WHERE metric = 'refreshed') AS refreshed,
+           count(*) FILTER (WHERE metric = 'edit_ratio') AS edits,
+           arg_max(value, ts) FILTER (WHERE metric = 'edit_ratio') AS edit_ratio,
+           max(value) FILTER (WHERE metric = 'quality') AS quality,
+           max(value) FILTER (WHERE metric = 'semantic_similarity') AS semantic_similarity,
+           max(value) FILTER (WHERE metric = 'relevance') AS relevance,
+           max(value) FILTER (WHERE metric = 'novelty') AS novelty,
+           max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
+           max(value) FILTER (WHERE metric = 'pii_output') AS pii_output
+    FROM scores
+    WHERE generation_id IS NOT NULL
+    GROUP BY generation_id
+)
+SELECT e.generation_id, e.ts, e.app, e.route, e.model, e.prompt_version, e.session_id, e.trace_id,
+       e.latency_ms, e.tokens_in, e.tokens_out, e.cost_usd,
+       CAST(e.error IS NOT NULL AS INTEGER) AS error, e.error AS error_message,
+       o.thumbs_up, coalesce(o.feedbacks, 0) AS feedbacks, o.feedback_score,
+       CAST(coalesce(o.regenerated, 0) AS INTEGER) AS regenerated,
+       CAST(coalesce(o.refreshed, 0) AS INTEGER) AS refreshed,
+       CAST(coalesce(o.edits, 0) > 0 AS INTEGER) AS edited, o.edit_ratio,
+       o.quality, o.semantic_similarity, o.relevance, o.novelty, o.guardrail_flag, o.pii_output,
+       e.dt
+FROM events e LEFT JOIN outcomes o USING (generation_id)
+WHERE e.type = 'generation'
+"""
+
+
+# Building blocks for analysts (the same formulas as metrics.stats): a rate's Wilson score interval.
+MACROS = """
+CREATE OR REPLACE MACRO wilson_low(k, n, z := 1.959963984540054) AS
+    CASE WHEN n > 0 THEN greatest(0.0, (k / n + z * z / (2 * n)
+        - z * sqrt((k / n) * (1 - k / n) / n + z * z / (4 * n * n))) / (1 + z * z / n)) END;
+CREATE OR REPLACE MACRO wilson_high(k, n, z := 1.959963984540054) AS
+    CASE WHEN n > 0 THEN least(1.0, (k / n + z * z / (2 * n)
+        + z * sqrt((k / n) * (1 - k / n) / n + z * z / (4 * n * n))) / (1 + z * z / n)) END;
+"""
 
 
 def _sql_string(value: str) -> str:
@@ -58,6 +115,14 @@ def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3)
                     break
                 if attempt == attempts - 1:
                     raise
+    con.execute(MACROS)
+    for attempt in range(attempts):  # binding reads the files' footers again: retried as above
+        try:
+            con.execute(GENERATIONS_VIEW)
+            break
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
     return con
 
 

@@ -55,7 +55,7 @@ def parse_window(text: str) -> int:
     return seconds
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
+def naive_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is None:
         return value  # naive means UTC
     return value.astimezone(UTC).replace(tzinfo=None)
@@ -92,12 +92,16 @@ def get_timeseries(
     ] = None,
     since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
+    app: Annotated[str | None, Query(max_length=256, description="Only this app")] = None,
+    route: Annotated[str | None, Query(max_length=256, description="Only this route")] = None,
+    model: Annotated[str | None, Query(max_length=256, description="Only this model")] = None,
+    prompt_version: Annotated[str | None, Query(max_length=256, description="Only this prompt version")] = None,
 ) -> TimeseriesResponse:
     try:
         window_s = parse_window(window)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    since_utc, until_utc = _naive_utc(since), _naive_utc(until)
+    since_utc, until_utc = naive_utc(since), naive_utc(until)
     if since_utc and until_utc:
         if since_utc >= until_utc:
             raise HTTPException(status_code=422, detail="`since` must be before `until`")
@@ -105,7 +109,7 @@ def get_timeseries(
             raise HTTPException(status_code=422, detail=_TOO_MANY)
     rows = timeseries(
         db, metric, window_s, None if group_by in (None, "none") else group_by, since_utc, until_utc,
-        limit=MAX_POINTS + 1,
+        limit=MAX_POINTS + 1, filters={"app": app, "route": route, "model": model, "prompt_version": prompt_version},
     )  # fmt: skip
     if len(rows) > MAX_POINTS:
         raise HTTPException(status_code=422, detail=_TOO_MANY)

@@ -66,12 +66,15 @@ def oracle(
     group_by: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The points the API should answer for ``rows`` (``since``/``until`` naive UTC; see the module docstring)."""
     cells: dict[tuple[datetime, str | None], list[float]] = defaultdict(list)
     for row in rows:
         ts = row["ts"]
         if row["metric"] != metric or (since and ts < since) or (until and ts >= until):
+            continue
+        if any(row[column] != value for column, value in (filters or {}).items()):
             continue
         group = row[group_by] if group_by not in (None, "none") else None
         cells[bucket_start(ts, window_s), group].append(row["value"])
@@ -236,6 +239,22 @@ def test_timeseries_matches_oracle(
     assert len({p["bucket"] for p in expected}) >= 2
     groups = {None: 1, "none": 1, "app": 3, "route": 2, "model": 3, "prompt_version": 2}[group_by]
     assert len({p["group"] for p in expected}) == groups
+    assert_same_points(resp.json(), expected)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{"app": "a2"}, {"route": "search"}, {"model": "m1"}, {"prompt_version": "v2"}, {"app": "a1", "model": "m2"}],
+)
+@pytest.mark.parametrize("group_by", [None, "app", "model"])
+def test_filters_match_oracle(
+    client: TestClient, rows: list[dict[str, Any]], filters: dict[str, str], group_by: str | None
+) -> None:
+    params = {"metric": "edit_ratio", "window": "7h", **filters} | ({"group_by": group_by} if group_by else {})
+    resp = client.get(URL, params=params)
+    assert resp.status_code == 200, resp.text
+    expected = oracle(rows, "edit_ratio", parse_window("7h"), group_by, filters=filters)
+    assert 0 < sum(p["count"] for p in expected) < sum(r["metric"] == "edit_ratio" for r in rows)
     assert_same_points(resp.json(), expected)
 
 

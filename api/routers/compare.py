@@ -1,0 +1,146 @@
+"""``/v1/compare``: two cohorts (two models, prompt versions, routes or apps) side by side, with significance.
+
+Request and response::
+
+    GET /v1/compare?dimension=model&a=model-x&b=model-y&metrics=thumbs_up,latency_ms
+    -> {"dimension": "model", "a": "model-x", "b": "model-y", "primary": "thumbs_up", "alpha": 0.05,
+        "data": [{"metric": "thumbs_up", "kind": "rate",
+                  "a": {"n": 805, "value": 0.26, "ci_low": 0.23, "ci_high": 0.30},
+                  "b": {"n": 805, "value": 0.66, "ci_low": 0.63, "ci_high": 0.69},
+                  "difference": 0.40, "difference_ci_low": 0.35, "difference_ci_high": 0.44,
+                  "p_value": 1.2e-58, "test": "two-proportion z", "significant": true, "warning": null}, ...],
+        "count": 2}
+
+Rates (``thumbs_up`` over feedback that carries thumbs; ``regenerated`` and ``refreshed`` over the cohort's
+generations; other 0/1 scores over the rows that carry them) and means (every other metric; ``latency_ms`` and
+``cost_usd`` also get p95 with an interval): the statistics are :mod:`metrics.stats`. ``difference`` is b - a.
+
+Example (a request refused before anything is read)::
+
+    >>> import tempfile
+    >>> from fastapi import FastAPI
+    >>> from fastapi.testclient import TestClient
+    >>> from api.settings import ApiSettings, get_settings
+    >>> app = FastAPI()
+    >>> app.include_router(router)
+    >>> app.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=tempfile.mkdtemp())
+    >>> TestClient(app).get("/v1/compare", params={"dimension": "model", "a": "m", "b": "m"}).json()
+    {'detail': 'a and b must differ (both are m)'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from api.deps import DuckDB
+from api.queries import cohort_rate, cohort_values, is_rate, known_metrics
+from api.routers.metrics import naive_utc
+from metrics.stats import DEFAULT_ALPHA, DEFAULT_MIN_N, compare_means, compare_rates
+
+router = APIRouter(prefix="/v1", tags=["compare"])
+
+DEFAULT_METRICS = ("thumbs_up", "regenerated", "refreshed", "edit_ratio", "quality", "latency_ms", "cost_usd")
+WITH_P95 = frozenset({"latency_ms", "cost_usd"})
+MAX_METRICS = 50
+
+
+class SideOut(BaseModel):
+    n: int
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p95: float | None = None
+    p95_ci_low: float | None = None
+    p95_ci_high: float | None = None
+
+
+class ComparisonOut(BaseModel):
+    metric: str
+    kind: Literal["rate", "mean"]
+    a: SideOut
+    b: SideOut
+    difference: float | None
+    difference_ci_low: float | None
+    difference_ci_high: float | None
+    p_value: float | None
+    p_value_mann_whitney: float | None = None
+    test: str
+    significant: bool
+    warning: str | None
+
+
+class CompareResponse(BaseModel):
+    dimension: str
+    a: str
+    b: str
+    primary: str
+    alpha: float
+    data: list[ComparisonOut]
+    count: int
+
+
+def _metric_list(text: str | None) -> list[str]:
+    if text is None:
+        return list(DEFAULT_METRICS)
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ValueError("metrics: name at least one metric")
+    if len(names) > MAX_METRICS:
+        raise ValueError(f"metrics: at most {MAX_METRICS} at once")
+    return list(dict.fromkeys(names))  # in order, without repeats
+
+
+@router.get("/compare", response_model=CompareResponse, response_model_exclude_none=False)
+def get_compare(
+    db: DuckDB,
+    dimension: Annotated[
+        Literal["model", "prompt_version", "route", "app"], Query(description="What the cohorts differ in")
+    ],
+    a: Annotated[str, Query(min_length=1, max_length=256, description="Cohort a: this value of the dimension")],
+    b: Annotated[str, Query(min_length=1, max_length=256, description="Cohort b (difference = b - a)")],
+    metrics: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            pattern=r"^[A-Za-z0-9_.:\-, ]+$",
+            description="Comma-separated; default: " + ", ".join(DEFAULT_METRICS) + " (the first is the primary)",
+        ),
+    ] = None,
+    app: Annotated[str | None, Query(max_length=256, description="Only this app")] = None,
+    route: Annotated[str | None, Query(max_length=256, description="Only this route")] = None,
+    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
+    alpha: Annotated[float, Query(gt=0, lt=0.5, description="Significance level")] = DEFAULT_ALPHA,
+    min_n: Annotated[
+        int, Query(ge=2, le=1_000_000, description="Fewer observations on a side: a warning")
+    ] = DEFAULT_MIN_N,
+) -> CompareResponse:
+    if a == b:
+        raise HTTPException(status_code=422, detail=f"a and b must differ (both are {a})")
+    since_utc, until_utc = naive_utc(since), naive_utc(until)
+    if since_utc and until_utc and since_utc >= until_utc:
+        raise HTTPException(status_code=422, detail="`since` must be before `until`")
+    try:
+        names = _metric_list(metrics)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    if metrics is not None:
+        unknown = [m for m in names if m not in known_metrics(db)]
+        if unknown:
+            raise HTTPException(status_code=422, detail=f"unknown metric(s), never scored: {', '.join(unknown)}")
+    filters: dict[str, Any] = {"app": app, "route": route, "since": since_utc, "until": until_utc}
+    rows = []
+    for metric in names:
+        if is_rate(metric):
+            (k_a, n_a), (k_b, n_b) = (cohort_rate(db, metric, dimension, v, filters) for v in (a, b))
+            result = compare_rates(k_a, n_a, k_b, n_b, alpha, min_n)
+        else:
+            values_a, values_b = (cohort_values(db, metric, dimension, v, filters) for v in (a, b))
+            result = compare_means(values_a, values_b, alpha, min_n, with_p95=metric in WITH_P95)
+        rows.append(ComparisonOut(metric=metric, **asdict(result)))
+    return CompareResponse(dimension=dimension, a=a, b=b, primary=names[0], alpha=alpha, data=rows, count=len(rows))
