@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 
+from metrics.similarity import EMBEDDING_DIM
 from sinks.catalog import query
 
 GROUP_COLUMNS = ("app", "route", "model", "prompt_version")
@@ -110,3 +112,62 @@ def cohort_values(
 def known_metrics(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The metric names the scores hold, and the generation rates (always defined)."""
     return {str(r[0]) for r in query(con, "SELECT DISTINCT metric FROM scores")[1]} | GENERATION_RATES
+
+
+EMBEDDING_SIGNALS = ("output_embedding", "input_embedding")
+CATEGORICAL_SIGNALS = ("route", "model", "prompt_version")
+
+
+def _window_filter(group_by: str | None) -> str:
+    group = f"AND {group_by} IS NOT DISTINCT FROM $group" if group_by else ""
+    return f"""ts >= $since AND ts < $until
+          AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
+          AND ($model IS NULL OR model = $model) AND ($prompt_version IS NULL OR prompt_version = $prompt_version)
+          {group}"""
+
+
+def drift_sample(
+    con: duckdb.DuckDBPyConnection,
+    signal: str,
+    params: dict[str, Any],
+    group_by: str | None,
+    cap: int,
+) -> tuple[Any, int]:
+    """The signal's values in one window (``params``: since, until, the filters, and group when grouped), at most
+    ``cap`` of them, chosen by a hash of the generation (or event) id, so the same data gives the same sample;
+    and how many there were in all.
+
+    Embeddings come back as a float32 array (one unit row per generation), scores as float values, categorical
+    labels as strings.
+    """
+    where = _window_filter(group_by)
+    if signal in EMBEDDING_SIGNALS:
+        source, column, key = "embeddings", f"{signal}", "generation_id"
+        where += f" AND {signal} IS NOT NULL"
+    elif signal in CATEGORICAL_SIGNALS:
+        source, column, key = "generations", signal, "generation_id"
+    else:
+        source, column, key = "scores", "value", "event_id"
+        where += " AND metric = $metric"
+        params = {**params, "metric": signal}
+    total_sql = f"SELECT count(*) FROM {source} WHERE {where}"
+    total = int(query(con, total_sql, params)[1][0][0])  # type: ignore[call-overload]
+    sql = f"SELECT {column} FROM {source} WHERE {where} ORDER BY hash({key}), {key} LIMIT {int(cap)}"
+    if signal in EMBEDDING_SIGNALS:
+        table = con.sql(sql, params=params).to_arrow_table()
+        values = table.column(0).combine_chunks().values.to_numpy(zero_copy_only=False)
+        vectors = values.reshape(table.num_rows, EMBEDDING_DIM).astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12), total  # int8 directions back to unit vectors
+    return [row[0] for row in query(con, sql, params)[1]], total
+
+
+def drift_groups(con: duckdb.DuckDBPyConnection, signal: str, group_by: str, params: dict[str, Any]) -> list[Any]:
+    """The values of ``group_by`` seen in a window (for a grouped drift series)."""
+    source = (
+        "embeddings" if signal in EMBEDDING_SIGNALS else "generations" if signal in CATEGORICAL_SIGNALS else "scores"
+    )
+    extra = "" if source != "scores" else " AND metric = $metric"
+    params = params if source != "scores" else {**params, "metric": signal}
+    sql = f"SELECT DISTINCT {group_by} FROM {source} WHERE {_window_filter(None)}{extra} ORDER BY 1 NULLS FIRST"
+    return [row[0] for row in query(con, sql, params)[1]]
