@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings and a DuckDB connection over what the sinks wrote (one per request).
+"""FastAPI dependencies: settings and a DuckDB cursor over what the sinks wrote (one per request, from one
+:class:`sinks.catalog.Catalog` per data folder, kept for the life of the process).
 
 Example (a fresh data folder: the views exist and are empty)::
 
@@ -17,23 +18,30 @@ Example (a fresh data folder: the views exist and are empty)::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Annotated
 
 import duckdb
 from fastapi import Depends
 
 from api.settings import ApiSettings, get_settings
-from sinks.catalog import connect
+from sinks.catalog import Catalog
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
+@lru_cache(maxsize=16)
+def get_catalog(data_dir: str) -> Catalog:
+    """The views over one data folder, made on first use (not at import) and shared by every request."""
+    return Catalog(data_dir)
+
+
 def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(settings.data_dir)
+    cursor = get_catalog(str(settings.data_dir)).cursor()
     try:
-        yield con
+        yield cursor
     finally:
-        con.close()
+        cursor.close()
 
 
 DuckDB = Annotated[duckdb.DuckDBPyConnection, Depends(get_duckdb)]

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -90,28 +91,52 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
-    con = duckdb.connect(database)
-    root = Path(data_dir)
+def _dataset_view(name: str, pattern: str) -> str:
+    """A dataset's view: every file of the glob ``pattern`` but those a ``.compacted`` file of the same folder and
+    source partition covers (the inputs of a compaction, between its rename and their deletion: see
+    :mod:`sinks.compaction`), so a reader never sees a row twice. File names compare as text: offsets are
+    zero-padded."""
+    parts = r"'^(.*)/([^/]+)-(\d{5})-(\d{20})-(\d{20})(\.compacted)?\.parquet$'"
+    fields = "['dir', 'topic', 'part', 'first', 'last', 'compacted']"
+    return f"""
+        CREATE OR REPLACE VIEW {name} AS
+        SELECT * EXCLUDE (filename)
+        FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true,
+                          filename = true)
+        WHERE filename NOT IN (
+            WITH f AS (SELECT file, regexp_extract(file, {parts}, {fields}) AS r FROM glob({pattern}))
+            SELECT s.file FROM f AS s JOIN f AS b
+              ON b.r.compacted <> '' AND s.file <> b.file AND s.r.dir = b.r.dir AND s.r.topic = b.r.topic
+             AND s.r.part = b.r.part AND b.r.first <= s.r.first AND s.r.last <= b.r.last
+        )"""
+
+
+def _has_files(folder: Path) -> bool:
+    return next(folder.glob("dt=*/*.parquet"), None) is not None
+
+
+def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 3) -> frozenset[str]:
+    """(Re)define every view on ``con``; returns the datasets that had no file (empty views)."""
+    empty = set()
     for name, schema in DATASETS.items():
         folder = root / name
         pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
         for attempt in range(attempts):
             try:
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({pattern}, "
-                    "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true)"
-                )
+                con.execute(_dataset_view(name, pattern))
                 break
             except duckdb.IOException:
                 # DuckDB lists and opens the files to bind the view. No file at all (a fresh install, or a
                 # replay that deleted a dataset's only files before rewriting them): an empty view. A file
                 # that vanished between listing and opening (a replay replacing it): list again.
-                if not any(folder.glob("dt=*/*.parquet")):
-                    empty = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
-                    con.register(f"_empty_{name}", empty)
+                if not _has_files(folder):
+                    table = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
+                    # a table of the database, not a registered Arrow object: cursors must see it too
+                    con.register("_arrow_empty", table)
+                    con.execute(f"CREATE OR REPLACE TABLE _empty_{name} AS SELECT * FROM _arrow_empty")
+                    con.unregister("_arrow_empty")
                     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{name}")
+                    empty.add(name)
                     break
                 if attempt == attempts - 1:
                     raise
@@ -123,7 +148,43 @@ def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3)
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
+    return frozenset(empty)
+
+
+def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
+    con = duckdb.connect(database)
+    _define_views(con, Path(data_dir), attempts)
     return con
+
+
+class Catalog:
+    """One in-memory DuckDB database with the views, for a long-running reader such as the API: each request
+    takes a cursor (cursors of one database may run in parallel threads), instead of paying for a new
+    connection and its views every time.
+
+    A view over a dataset that had no file is an empty table, and a dataset whose files all vanished cannot be
+    read through its glob: :meth:`cursor` defines the views again when a dataset gained its first file or
+    lost its last one.
+
+    >>> import tempfile
+    >>> catalog = Catalog(tempfile.mkdtemp())
+    >>> catalog.cursor().execute("SELECT count(*) FROM generations").fetchone()
+    (0,)
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.root = Path(data_dir)
+        self._con = duckdb.connect()
+        self._lock = threading.Lock()
+        self._empty = _define_views(self._con, self.root)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            empty = frozenset(name for name in DATASETS if not _has_files(self.root / name))
+            if empty != self._empty:
+                self._empty = _define_views(self._con, self.root)
+            return self._con.cursor()
 
 
 def landed_counts(data_dir: str | Path) -> tuple[int, int]:

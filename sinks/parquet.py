@@ -34,7 +34,9 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$")
+_NAME = re.compile(
+    r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})(?P<compacted>\.compacted)?\.parquet$"
+)
 
 
 def file_name(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
@@ -46,18 +48,23 @@ class FileSpan(NamedTuple):
     partition: int
     first_offset: int
     last_offset: int
+    compacted: bool = False  # merged by sinks.compaction from the files of its range
 
 
 def parse_file_name(name: str) -> FileSpan | None:
     """What :func:`file_name` encoded; None for any other name.
 
     >>> parse_file_name(file_name("llm.events", 3, 10, 42))
-    FileSpan(topic='llm.events', partition=3, first_offset=10, last_offset=42)
+    FileSpan(topic='llm.events', partition=3, first_offset=10, last_offset=42, compacted=False)
+    >>> parse_file_name("llm.events-00003-00000000000000000000-00000000000000000042.compacted.parquet").compacted
+    True
     """
     match = _NAME.match(name)
     if match is None:
         return None
-    return FileSpan(match["topic"], int(match["partition"]), int(match["first"]), int(match["last"]))
+    return FileSpan(
+        match["topic"], int(match["partition"]), int(match["first"]), int(match["last"]), bool(match["compacted"])
+    )
 
 
 def _fsync_dir(path: Path) -> None:

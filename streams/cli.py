@@ -266,6 +266,34 @@ def sql(
 
 
 @app.command()
+def compact(
+    min_age: Annotated[float, typer.Option(help="Leave files younger than this many seconds")] = 3600,
+    every: Annotated[float | None, typer.Option(help="Run again every this many seconds (until Ctrl+C)")] = None,
+) -> None:
+    """Merge the small Parquet files below the worker's committed offsets into large ones (readers unaffected)."""
+    import time
+
+    from streams.compaction import compact_committed
+    from streams.topics import TopicError
+
+    settings = get_settings()
+    while True:
+        try:
+            report = compact_committed(settings, min_age)
+        except TopicError as exc:
+            _fail(str(exc))
+            return
+        typer.echo(
+            f"compacted {report.files_in} files into {report.merged} ({report.rows} rows); "
+            f"{report.leftovers_deleted} leftovers of an interrupted run deleted",
+            err=True,
+        )
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of an event."""
     from streams.sdk.schema import json_schema
