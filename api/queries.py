@@ -87,26 +87,55 @@ def _cohort_filter(dimension: str) -> str:
 def cohort_rate(
     con: duckdb.DuckDBPyConnection, metric: str, dimension: str, value: str, filters: dict[str, Any]
 ) -> tuple[int, int]:
-    """(successes, observations) of a 0/1 metric in one cohort: over its generations for ``regenerated`` and
-    ``refreshed`` (a generation without the score counts as 0), else over the score rows that carry it."""
-    params = {**filters, "value": value}
-    if metric in GENERATION_RATES:
-        sql = f"SELECT coalesce(sum({metric}), 0), count(*) FROM generations WHERE {_cohort_filter(dimension)}"
-    else:
-        sql = f"""SELECT coalesce(sum(value), 0), count(*) FROM scores
-                  WHERE metric = $metric AND {_cohort_filter(dimension)}"""
-        params["metric"] = metric
-    (k, n), *_ = query(con, sql, params)[1]
+    """(successes, observations) of ``regenerated`` or ``refreshed`` in one cohort: over its generations (a
+    generation without the score counts as 0)."""
+    if metric not in GENERATION_RATES:
+        raise ValueError(f"{metric} is not a rate over generations")
+    sql = f"SELECT coalesce(sum({metric}), 0), count(*) FROM generations WHERE {_cohort_filter(dimension)}"
+    (k, n), *_ = query(con, sql, {**filters, "value": value})[1]
     return int(k), int(n)  # type: ignore[call-overload]
 
 
-def cohort_values(
-    con: duckdb.DuckDBPyConnection, metric: str, dimension: str, value: str, filters: dict[str, Any]
-) -> list[float]:
-    """Every value of ``metric`` in one cohort."""
-    sql = f"SELECT value FROM scores WHERE metric = $metric AND {_cohort_filter(dimension)}"
-    rows = query(con, sql, {**filters, "value": value, "metric": metric})[1]
-    return [float(r[0]) for r in rows]  # type: ignore[arg-type]
+def cohort_aggregates(
+    con: duckdb.DuckDBPyConnection, metrics: list[str], dimension: str, sides: tuple[str, str], filters: dict[str, Any]
+) -> dict[tuple[str, str], tuple[int, float, float | None, float | None, float | None]]:
+    """Per (metric, cohort): count, sum, mean, sample variance and p95 of the scores, in one scan."""
+    if dimension not in GROUP_COLUMNS:
+        raise ValueError(f"dimension must be one of {', '.join(GROUP_COLUMNS)}")
+    sql = f"""
+        SELECT metric, {dimension}, count(*), sum(value), avg(value), var_samp(value), quantile_cont(value, 0.95)
+        FROM scores
+        WHERE list_contains($metrics, metric) AND {dimension} IN ($a, $b)
+          AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
+          AND ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)
+        GROUP BY ALL"""
+    rows = query(con, sql, {**filters, "metrics": metrics, "a": sides[0], "b": sides[1]})[1]
+    return {(str(r[0]), str(r[1])): (int(r[2]), float(r[3]), r[4], r[5], r[6]) for r in rows}  # type: ignore[call-overload,arg-type,misc]
+
+
+def cohort_order_statistics(
+    con: duckdb.DuckDBPyConnection, metric: str, dimension: str, value: str, filters: dict[str, Any],
+    n: int, ranks: tuple[int, int],
+) -> tuple[float, float]:  # fmt: skip
+    """The values at two 1-based ranks of one cohort's sorted scores (``quantile_disc`` at each rank's middle)."""
+    sql = f"""SELECT quantile_disc(value, $q1), quantile_disc(value, $q2) FROM scores
+              WHERE metric = $metric AND {_cohort_filter(dimension)}"""
+    params = {**filters, "value": value, "metric": metric, "q1": (ranks[0] - 0.5) / n, "q2": (ranks[1] - 0.5) / n}
+    (low, high), *_ = query(con, sql, params)[1]
+    return float(low), float(high)  # type: ignore[arg-type]
+
+
+def cohort_sample(
+    con: duckdb.DuckDBPyConnection, metric: str, dimension: str, value: str, filters: dict[str, Any],
+    n: int, cap: int,
+) -> np.ndarray:  # fmt: skip
+    """One cohort's ``n`` values, or about ``cap`` of them when there are more: those whose score event id hashes
+    to 0 modulo ``ceil(1.2 n / cap)`` (a filter in the scan, no sort; the same rows every time)."""
+    modulus = 1 if n <= cap else -(-12 * n // (10 * cap))
+    sql = f"""SELECT value FROM scores WHERE metric = $metric AND {_cohort_filter(dimension)}
+              AND hash(event_id) % {int(modulus)} = 0"""
+    result = con.sql(sql, params={**filters, "value": value, "metric": metric}).fetchnumpy()
+    return np.asarray(result["value"], float)
 
 
 def known_metrics(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -123,36 +123,100 @@ def compare_rates(
     return Comparison("rate", a, b, difference, low, high, p_value, "two-proportion z", significant, warning)
 
 
+def quantile_ranks(n: int, q: float = 0.95, confidence: float = 0.95) -> tuple[int, int]:
+    """1-based ranks of the order statistics that bound the ``q`` quantile of n values at ``confidence``:
+    ``binom.ppf((1 - confidence) / 2, n, q)`` and one past ``binom.ppf((1 + confidence) / 2, n, q)``, within 1..n.
+
+    >>> quantile_ranks(1000)
+    (936, 964)
+    """
+    low = int(stats.binom.ppf((1 - confidence) / 2, n, q))
+    high = int(stats.binom.ppf(1 - (1 - confidence) / 2, n, q)) + 1
+    return max(1, low), min(n, high)
+
+
 def quantile_interval(values: np.ndarray, q: float = 0.95, confidence: float = 0.95) -> tuple[float, float, float]:
     """The ``q`` quantile of ``values`` (linear interpolation) and a distribution-free interval for it: the order
-    statistics whose ranks bound the binomial(n, q) count at the given confidence (wider when n is small).
+    statistics at :func:`quantile_ranks` (wider when n is small).
 
     >>> [round(x, 2) for x in quantile_interval(np.arange(1.0, 1001.0))]
     [950.05, 936.0, 964.0]
     """
     x = np.sort(np.asarray(values, float))
-    n = len(x)
-    if n == 0:
+    if len(x) == 0:
         raise ValueError("no values")
-    point = float(np.quantile(x, q))
-    lo_rank = int(stats.binom.ppf((1 - confidence) / 2, n, q))  # 0-based ranks of the bounding order statistics
-    hi_rank = int(stats.binom.ppf(1 - (1 - confidence) / 2, n, q))
-    return point, float(x[max(0, lo_rank - 1)]), float(x[min(n - 1, hi_rank)])
+    low, high = quantile_ranks(len(x), q, confidence)
+    return float(np.quantile(x, q)), float(x[low - 1]), float(x[high - 1])
 
 
-def _mean_side(x: np.ndarray, confidence: float, with_p95: bool) -> Side:
-    n = len(x)
-    if n == 0:
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the means comparison needs of one cohort, computable in SQL: count, mean, sample variance (ddof 1),
+    and optionally p95 with its interval (:func:`quantile_ranks`)."""
+
+    n: int
+    mean: float | None
+    var: float | None
+    p95: float | None = None
+    p95_ci_low: float | None = None
+    p95_ci_high: float | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[float] | np.ndarray, with_p95: bool = False, confidence: float = 0.95) -> Summary:
+        x = np.asarray(values, float)
+        if len(x) == 0:
+            return cls(0, None, None)
+        var = float(x.var(ddof=1)) if len(x) > 1 else None
+        if not with_p95:
+            return cls(len(x), float(x.mean()), var)
+        return cls(len(x), float(x.mean()), var, *quantile_interval(x, 0.95, confidence))
+
+
+def _side(s: Summary, confidence: float) -> Side:
+    if s.n == 0 or s.mean is None:
         return Side(0, None, None, None)
-    mean = float(x.mean())
-    if n == 1:
-        low = high = mean
+    half = 0.0 if s.var is None else float(stats.t.ppf(0.5 + confidence / 2, s.n - 1) * math.sqrt(s.var / s.n))
+    return Side(s.n, s.mean, s.mean - half, s.mean + half, s.p95, s.p95_ci_low, s.p95_ci_high)
+
+
+def compare_summaries(
+    a: Summary,
+    b: Summary,
+    alpha: float = DEFAULT_ALPHA,
+    min_n: int = DEFAULT_MIN_N,
+    mann_whitney_p: float | None = None,
+) -> Comparison:
+    """Means from summaries: Welch's t-test (Welch-Satterthwaite degrees of freedom) and its interval for b - a;
+    ``mann_whitney_p`` is reported beside it as given."""
+    confidence = 1 - alpha
+    side_a, side_b = _side(a, confidence), _side(b, confidence)
+    if a.n < 2 or b.n < 2 or a.var is None or b.var is None or a.mean is None or b.mean is None:
+        warning = _too_small(a.n, b.n, max(2, min_n))
+        return Comparison("mean", side_a, side_b, None, None, None, None, "Welch t", False, warning, mann_whitney_p)
+    difference = b.mean - a.mean
+    va, vb = a.var / a.n, b.var / b.n
+    warning = _too_small(a.n, b.n, min_n)
+    if va + vb == 0:
+        p_value = 1.0 if difference == 0 else 0.0
+        low = high = difference
+        warning = warning or "no variation on either side: the t-test is undefined"
     else:
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-        low, high = mean - half, mean + half
-    if not with_p95:
-        return Side(n, mean, low, high)
-    return Side(n, mean, low, high, *quantile_interval(x, 0.95, confidence))
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va * va / (a.n - 1) + vb * vb / (b.n - 1))
+        p_value = float(2 * stats.t.sf(abs(difference) / se, df))
+        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+        low, high = difference - half, difference + half
+    significant = warning is None and p_value < alpha
+    return Comparison(
+        "mean", side_a, side_b, difference, low, high, p_value, "Welch t", significant, warning, mann_whitney_p
+    )
+
+
+def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
+    """Two-sided Mann-Whitney U p-value of b against a (None when a side is empty)."""
+    if len(a) == 0 or len(b) == 0:
+        return None
+    return float(stats.mannwhitneyu(np.asarray(b, float), np.asarray(a, float), alternative="two-sided").pvalue)
 
 
 def compare_means(
@@ -163,25 +227,7 @@ def compare_means(
     with_p95: bool = False,
 ) -> Comparison:
     """Means of ``a`` and ``b``: Welch's t-test and interval for b - a, Mann-Whitney U beside it (two-sided)."""
-    xa, xb = np.asarray(a, float), np.asarray(b, float)
     confidence = 1 - alpha
-    side_a, side_b = _mean_side(xa, confidence, with_p95), _mean_side(xb, confidence, with_p95)
-    if len(xa) < 2 or len(xb) < 2:
-        warning = _too_small(len(xa), len(xb), max(2, min_n))
-        return Comparison("mean", side_a, side_b, None, None, None, None, "Welch t", False, warning)
-    difference = float(xb.mean() - xa.mean())
-    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
-    warning = _too_small(len(xa), len(xb), min_n)
-    if va + vb == 0:
-        p_value = 1.0 if difference == 0 else 0.0
-        low = high = difference
-        warning = warning or "no variation on either side: the t-test is undefined"
-    else:
-        welch = stats.ttest_ind(xb, xa, equal_var=False)
-        p_value = float(welch.pvalue)
-        low, high = (float(v) for v in welch.confidence_interval(confidence))
-    mann_whitney = float(stats.mannwhitneyu(xb, xa, alternative="two-sided").pvalue)
-    significant = warning is None and p_value < alpha
-    return Comparison(
-        "mean", side_a, side_b, difference, low, high, p_value, "Welch t", significant, warning, mann_whitney
-    )
+    sa, sb = Summary.of(a, with_p95, confidence), Summary.of(b, with_p95, confidence)
+    mw = mann_whitney_p(a, b) if sa.n >= 2 and sb.n >= 2 else None
+    return compare_summaries(sa, sb, alpha, min_n, mw)

@@ -6,7 +6,9 @@ with no file yet is an empty view with the right columns, so queries work on a f
 ``generations`` is the table people query: one row per generation with its labels and what happened to it
 (see :data:`GENERATIONS_VIEW`): the latest thumbs, whether it was regenerated, refreshed or edited, its latest
 edit ratio, its quality, similarity, relevance, novelty and guardrail scores, latency, cost and error. The
-macros ``wilson_low(k, n)`` and ``wilson_high(k, n)`` give a rate's 95% Wilson interval (``z :=`` another level).
+macros ``wilson_low(k, n)`` and ``wilson_high(k, n)`` give a rate's 95% Wilson interval (``z :=`` another level),
+and ``psi(metric, ref_since, ref_until, cur_since, cur_until)`` (a table macro) the PSI of a metric between two
+time ranges, as ``/v1/drift`` computes it.
 
 Example::
 
@@ -76,8 +78,26 @@ WHERE e.type = 'generation'
 """
 
 
-# Building blocks for analysts (the same formulas as metrics.stats): a rate's Wilson score interval.
+# Building blocks for analysts (the same formulas as metrics.stats and metrics.drift): a rate's Wilson score
+# interval, and the PSI of a metric between two time ranges over the reference's deciles (empty bins count 1e-4).
 MACROS = """
+CREATE OR REPLACE MACRO psi(m, ref_since, ref_until, cur_since, cur_until) AS TABLE
+    WITH edges AS (
+        SELECT list_sort(list_distinct(quantile_cont(value, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]))) AS e
+        FROM scores WHERE metric = m AND ts >= ref_since AND ts < ref_until
+    ), binned AS (
+        SELECT (ts >= ref_since AND ts < ref_until) AS is_ref, len(list_filter(e, lambda x: x <= value)) AS bin
+        FROM scores, edges
+        WHERE metric = m AND ((ts >= ref_since AND ts < ref_until) OR (ts >= cur_since AND ts < cur_until))
+    ), totals AS (
+        SELECT count(*) FILTER (WHERE is_ref) AS n_ref, count(*) FILTER (WHERE NOT is_ref) AS n_cur FROM binned
+    ), shares AS (
+        SELECT greatest(count(*) FILTER (WHERE is_ref) / any_value(n_ref), 1e-4) AS p,
+               greatest(count(*) FILTER (WHERE NOT is_ref) / any_value(n_cur), 1e-4) AS q
+        FROM range(0, (SELECT len(e) + 1 FROM edges)) AS b(bin) LEFT JOIN binned USING (bin), totals
+        GROUP BY b.bin
+    )
+    SELECT sum((q - p) * ln(q / p)) AS psi FROM shares;
 CREATE OR REPLACE MACRO wilson_low(k, n, z := 1.959963984540054) AS
     CASE WHEN n > 0 THEN greatest(0.0, (k / n + z * z / (2 * n)
         - z * sqrt((k / n) * (1 - k / n) / n + z * z / (4 * n * n))) / (1 + z * z / n)) END;
@@ -115,7 +135,7 @@ def _has_files(folder: Path) -> bool:
     return next(folder.glob("dt=*/*.parquet"), None) is not None
 
 
-def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 3) -> frozenset[str]:
+def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5) -> frozenset[str]:
     """(Re)define every view on ``con``; returns the datasets that had no file (empty views)."""
     empty = set()
     for name, schema in DATASETS.items():
@@ -140,18 +160,20 @@ def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 3)
                     break
                 if attempt == attempts - 1:
                     raise
-    con.execute(MACROS)
-    for attempt in range(attempts):  # binding reads the files' footers again: retried as above
+                time.sleep(0.01 * 2**attempt)
+    for attempt in range(attempts):  # binding these reads the files' footers again: retried as above
         try:
+            con.execute(MACROS)
             con.execute(GENERATIONS_VIEW)
             break
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
+            time.sleep(0.01 * 2**attempt)
     return frozenset(empty)
 
 
-def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 3) -> duckdb.DuckDBPyConnection:
+def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 5) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
     con = duckdb.connect(database)
     _define_views(con, Path(data_dir), attempts)

@@ -193,3 +193,25 @@ def test_the_api_and_the_sql_macros_give_the_same_numbers(tmp_path: Path, client
     for side, (_, n, value, low, high) in (("a", x), ("b", y)):
         assert row[side]["n"] == n and row[side]["value"] == pytest.approx(value)
         assert (row[side]["ci_low"], row[side]["ci_high"]) == pytest.approx((low, high), abs=1e-12)
+
+
+def test_large_cohorts_test_mann_whitney_on_a_repeatable_sample(
+    tmp_path: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.routers.compare as compare_router
+
+    monkeypatch.setattr(compare_router, "MANN_WHITNEY_CAP", 60)
+    rng = np.random.default_rng(8)
+    traffic = Traffic()
+    values = {"model-x": rng.lognormal(6.0, 0.5, 200), "model-y": rng.lognormal(6.2, 0.5, 200)}
+    for model, latencies in values.items():
+        for v in latencies:
+            traffic.generation(model, latency=float(v))
+    traffic.write(tmp_path)
+    params = {"dimension": "model", "a": "model-x", "b": "model-y", "metrics": "latency_ms"}
+    row = _row(client.get(URL, params=params).json(), "latency_ms")
+    full = compare_means(values["model-x"], values["model-y"], with_p95=True)
+    assert row["a"]["n"] == 200 and row["p_value"] == pytest.approx(full.p_value)  # Welch on everything
+    assert row["a"]["p95_ci_low"] == pytest.approx(full.a.p95_ci_low)
+    assert row["p_value_mann_whitney"] != pytest.approx(full.p_value_mann_whitney)  # on ~50 of 200 per side
+    assert _row(client.get(URL, params=params).json(), "latency_ms") == row  # the same sample every time

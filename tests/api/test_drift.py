@@ -185,3 +185,18 @@ def test_an_empty_store_is_insufficient_data(client: TestClient) -> None:
     (point,) = client.get(URL, params=_windows(signal="output_embedding", window="1d")).json()["data"]
     assert point["insufficient_data"] and (point["n_reference"], point["n_current"]) == (0, 0)
     assert point["bucket"] == "2026-11-27T00:00:00Z" and timedelta(days=1) == CUR[1] - CUR[0]
+
+
+def test_the_psi_macro_gives_what_drift_reports(tmp_path: Path, client: TestClient) -> None:
+    from metrics.drift import psi
+    from sinks.catalog import connect
+
+    rng = random.Random(6)
+    rows = [{"ts": _ts(rng, REF), "latency": round(rng.lognormvariate(6, 0.5), 1)} for _ in range(500)]
+    rows += [{"ts": _ts(rng, CUR), "latency": round(rng.lognormvariate(6.3, 0.5), 1)} for _ in range(300)]
+    write(tmp_path, rows)
+    (point,) = client.get(URL, params=_windows(signal="latency_ms")).json()["data"]
+    reference = [r["latency"] for r in rows if r["ts"] < REF[1]]
+    current = [r["latency"] for r in rows if r["ts"] >= CUR[0]]
+    (value,) = connect(tmp_path).execute("SELECT psi FROM psi('latency_ms', $1, $2, $3, $4)", [*REF, *CUR]).fetchone()
+    assert value == pytest.approx(point["statistic"]) and value == pytest.approx(psi(reference, current)[0])

@@ -119,3 +119,18 @@ def test_the_p95_interval_covers_the_true_p95() -> None:
         _, low, high = quantile_interval(np.random.default_rng(seed).exponential(1.0, 300))
         covered += low <= true_p95 <= high
     assert covered / 300 >= 0.92, covered
+
+
+def test_summaries_give_what_scipy_gives_from_the_same_statistics() -> None:
+    from metrics.stats import Summary, compare_summaries, quantile_ranks
+
+    a = Summary(n=120, mean=10.0, var=4.0)
+    b = Summary(n=80, mean=10.9, var=9.0)
+    got = compare_summaries(a, b)
+    expected = stats.ttest_ind_from_stats(10.9, 3.0, 80, 10.0, 2.0, 120, equal_var=False)
+    assert got.p_value == pytest.approx(expected.pvalue) and got.difference == pytest.approx(0.9)
+    assert quantile_ranks(1000) == (936, 964) and quantile_ranks(10) == (8, 10)
+    values = np.random.default_rng(4).exponential(1.0, 500)
+    low, high = quantile_ranks(500)
+    ordered = np.sort(values)
+    assert quantile_interval(values)[1:] == (ordered[low - 1], ordered[high - 1])
