@@ -17,14 +17,16 @@ Example (a fresh data folder: the views exist and are empty)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
-from fastapi import Depends
+from fastapi import Depends, HTTPException
 
 from api.settings import ApiSettings, get_settings
+from metrics.analysis import AnalysisConfigError, check_analysis
 from sinks.catalog import Catalog
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
@@ -45,3 +47,28 @@ def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 DuckDB = Annotated[duckdb.DuckDBPyConnection, Depends(get_duckdb)]
+
+
+@lru_cache(maxsize=8)
+def _read_config(path: str, stamp: tuple[int, int]) -> Mapping[str, Any]:
+    """The parsed config, read again when the file changes (``stamp``: its modification time and size)."""
+    with open(path, encoding="utf-8") as fh:
+        config = tomllib.loads(fh.read())
+    check_analysis(config)
+    return config
+
+
+def get_eval_config(settings: SettingsDep) -> Mapping[str, Any]:
+    """The evaluation config's contents (empty without ``EVALSTREAM_EVAL_CONFIG``); a file that cannot be read
+    or holds an invalid analysis key is a 500 naming the problem, never silently ignored."""
+    if settings.eval_config is None:
+        return {}
+    path = str(settings.eval_config)
+    try:
+        stat = settings.eval_config.stat()
+        return _read_config(path, (stat.st_mtime_ns, stat.st_size))
+    except (OSError, tomllib.TOMLDecodeError, AnalysisConfigError) as exc:
+        raise HTTPException(status_code=500, detail=f"evaluation config {path}: {exc}") from None
+
+
+EvalConfig = Annotated[Mapping[str, Any], Depends(get_eval_config)]

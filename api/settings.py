@@ -21,6 +21,9 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVALSTREAM_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path("evalstream-data"), description="Where the worker's sinks write Parquet.")
+    eval_config: Path | None = Field(
+        default=None, description="The evaluation config: the API reads its primary metrics and drift thresholds."
+    )
     api_host: str = Field(default="127.0.0.1", description="Bind address of `evalstream api`.")
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `evalstream api`.")
     log_level: str = "info"

@@ -220,7 +220,7 @@ def main() -> int:
         def call() -> object:
             cursor = hand.cursor()
             try:
-                return endpoint(db=cursor, **parsed)
+                return endpoint(db=cursor, **parsed, **({} if name == "timeseries" else {"config": {}}))
             finally:
                 cursor.close()
 

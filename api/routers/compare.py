@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from api.deps import DuckDB
+from api.deps import DuckDB, EvalConfig
 from api.queries import (
     GENERATION_RATES,
     cohort_aggregates,
@@ -51,6 +51,7 @@ from api.queries import (
     known_metrics,
 )
 from api.routers.metrics import naive_utc
+from metrics.analysis import analysis_settings
 from metrics.stats import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_N,
@@ -124,20 +125,24 @@ def _compare_means(
     return compare_summaries(summaries[0], summaries[1], alpha, min_n, mann_whitney)
 
 
-def _metric_list(text: str | None) -> list[str]:
+def _metric_list(text: str | None, primary: str | None, supporting: tuple[str, ...]) -> list[str]:
+    """The metrics asked for (the configured primary moved first when among them), or by default the configured
+    primary and supporting ones, then :data:`DEFAULT_METRICS`."""
     if text is None:
-        return list(DEFAULT_METRICS)
+        return list(dict.fromkeys(m for m in (primary, *supporting, *DEFAULT_METRICS) if m))
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
         raise ValueError("metrics: name at least one metric")
     if len(names) > MAX_METRICS:
         raise ValueError(f"metrics: at most {MAX_METRICS} at once")
-    return list(dict.fromkeys(names))  # in order, without repeats
+    names = list(dict.fromkeys(names))  # in order, without repeats
+    return [primary, *(m for m in names if m != primary)] if primary in names else names
 
 
 @router.get("/compare", response_model=CompareResponse, response_model_exclude_none=False)
 def get_compare(
     db: DuckDB,
+    config: EvalConfig,
     dimension: Annotated[
         Literal["model", "prompt_version", "route", "app"], Query(description="What the cohorts differ in")
     ],
@@ -166,7 +171,8 @@ def get_compare(
     if since_utc and until_utc and since_utc >= until_utc:
         raise HTTPException(status_code=422, detail="`since` must be before `until`")
     try:
-        names = _metric_list(metrics)
+        configured = analysis_settings(config, app)
+        names = _metric_list(metrics, configured.primary, configured.supporting)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     if metrics is not None:

@@ -31,14 +31,14 @@ Example (a request refused before anything is read)::
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, field_serializer
 
-from api.deps import DuckDB
+from api.deps import DuckDB, EvalConfig
 from api.queries import (
     CATEGORICAL_SIGNALS,
     EMBEDDING_SIGNALS,
@@ -48,7 +48,8 @@ from api.queries import (
     known_metrics,
 )
 from api.routers.metrics import MAX_POINTS, naive_utc, parse_window
-from metrics.drift import DEFAULT_ALPHA, DEFAULT_MIN_N, Drift, categorical_drift, embedding_drift, numeric_drift
+from metrics.analysis import DriftSettings, analysis_settings
+from metrics.drift import DEFAULT_MIN_N, Drift, categorical_drift, embedding_drift, numeric_drift
 
 router = APIRouter(prefix="/v1", tags=["drift"])
 
@@ -105,17 +106,18 @@ def _buckets(start: datetime, end: datetime, window: str | None) -> list[tuple[d
     return out
 
 
-def _test(signal: str, reference: Any, current: Any, alpha: float, min_n: int) -> Drift:
+def _test(signal: str, reference: Any, current: Any, drift: DriftSettings, min_n: int) -> Drift:
     if signal in EMBEDDING_SIGNALS:
-        return embedding_drift(reference, current, alpha, min_n=min_n)
+        return embedding_drift(reference, current, drift.alpha, drift.mmd2_threshold, min_n)
     if signal in CATEGORICAL_SIGNALS:
-        return categorical_drift(reference, current, alpha, min_n=min_n)
-    return numeric_drift(reference, current, alpha, min_n=min_n)
+        return categorical_drift(reference, current, drift.alpha, drift.js_threshold, min_n)
+    return numeric_drift(reference, current, drift.alpha, drift.psi_threshold, min_n)
 
 
 @router.get("/drift", response_model=DriftResponse)
 def get_drift(
     db: DuckDB,
+    config: EvalConfig,
     signal: Annotated[
         str,
         Query(
@@ -133,7 +135,9 @@ def get_drift(
     route: Annotated[str | None, Query(max_length=256)] = None,
     model: Annotated[str | None, Query(max_length=256)] = None,
     prompt_version: Annotated[str | None, Query(max_length=256)] = None,
-    alpha: Annotated[float, Query(gt=0, lt=0.5, description="Significance level")] = DEFAULT_ALPHA,
+    alpha: Annotated[
+        float | None, Query(gt=0, lt=0.5, description="Significance level; default the config's (0.01)")
+    ] = None,
     min_n: Annotated[int, Query(ge=2, le=1_000_000, description="Fewer per side: insufficient_data")] = DEFAULT_MIN_N,
     max_samples: Annotated[
         int, Query(ge=10, le=20_000, description="At most this many per side, sampled by a hash of the id")
@@ -163,7 +167,9 @@ def get_drift(
         for start, end in buckets:
             params = {**filters, "since": start, "until": end, **extra}
             current, n_cur = drift_sample(db, signal, params, group_by, max_samples)
-            result = _test(signal, reference, current, alpha, min_n)
+            app_of_group = str(group) if group_by == "app" and group is not None else app
+            drift = analysis_settings(config, app_of_group).drift
+            result = _test(signal, reference, current, drift if alpha is None else replace(drift, alpha=alpha), min_n)
             sampled = n_ref > max_samples or n_cur > max_samples
             fields = asdict(result) | {"n_reference": n_ref, "n_current": n_cur}
             if sampled:

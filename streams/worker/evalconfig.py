@@ -18,10 +18,12 @@ The file (``EVALSTREAM_EVAL_CONFIG``) looks like this::
 
     [apps."*"]                       # optional: used for apps the file does not name
 
-A route's effective settings are: route → app → ``apps."*"`` → defaults. Unknown keys, empty exemplar lists,
-thresholds outside (0, 1], negative weights and topic names that are not ``[a-z0-9_]+`` are errors; the message
-names the field, e.g. ``apps.support-bot.topics.medical_advice.threshold: Input should be less than or equal
-to 1``. Weights may name ``semantic_similarity``, ``novelty`` and ``relevance``.
+Apps and the defaults may also name ``primary`` and ``supporting`` metrics and a ``drift`` table of thresholds,
+for the API (:mod:`metrics.analysis`). A route's effective settings are: route → app → ``apps."*"`` → defaults.
+Unknown keys, empty exemplar lists, thresholds outside (0, 1], negative weights and topic names that are not
+``[a-z0-9_]+`` are errors; the message names the field, e.g. ``apps.support-bot.topics.medical_advice.threshold:
+Input should be less than or equal to 1``. Weights may name ``semantic_similarity``, ``novelty`` and
+``relevance``.
 
 Example::
 
@@ -42,11 +44,12 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from metrics.analysis import AnalysisConfigError, check_analysis
 from streams.embedding.cache import CachedEncoder
 
 # The example config shipped with the package (the demo, the benchmarks and the tests use it).
@@ -81,11 +84,18 @@ class RouteSpec(_Strict):
 
 class AppSpec(RouteSpec):
     routes: dict[str, RouteSpec] = Field(default_factory=dict)
+    # read by the API (metrics.analysis), checked here when the file is loaded
+    primary: str | None = None
+    supporting: list[str] | None = None
+    drift: dict[str, Any] | None = None
 
 
 class Defaults(_Strict):
     topic_threshold: float = Field(default=0.5, gt=0, le=1)
     weights: Weights = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # type: ignore[arg-type]
+    primary: str | None = None
+    supporting: list[str] | None = None
+    drift: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,10 @@ class EvalConfig(_Strict):
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        try:
+            check_analysis(data)
+        except AnalysisConfigError as exc:
+            raise ConfigError(f"{source}: invalid evaluation config:\n  {exc}") from None
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

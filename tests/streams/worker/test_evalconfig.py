@@ -100,6 +100,13 @@ def test_empty_config_resolves_to_nothing() -> None:
         ),
         ('[apps.bot]\nexamples = [""]', "apps.bot.examples.0", "String should have at least 1 character"),
         ("[defaults]\ntopic_threshold = 0", "defaults.topic_threshold", "Input should be greater than 0"),
+        ("[defaults.drift]\nalpha = 0.9", "defaults.drift.alpha", "must be a number in (0, 0.5), got 0.9"),
+        (
+            '[apps.bot]\nsupporting = "latency_ms"',
+            "apps.bot.supporting",
+            "must be a list of metric names, got 'latency_ms'",
+        ),
+        ("[apps.bot.routes.a]\nprimary = 'x'", "apps.bot.routes.a.primary", "Extra inputs are not permitted"),
     ],
 )
 def test_invalid_config_names_the_field(text: str, field: str, reason: str) -> None:
