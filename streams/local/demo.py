@@ -129,13 +129,28 @@ def _summary(data: Path, base: str) -> None:
     example = f"{base}/v1/metrics/timeseries?metric=thumbs_up&window=1h&group_by=model"
     with urllib.request.urlopen(example, timeout=10) as resp:
         body = json.loads(resp.read())
+    compare = f"{base}/v1/compare?dimension=model&a=llama-3.1-8b&b=gpt-4o-mini"
+    with urllib.request.urlopen(compare, timeout=30) as resp:
+        primary = json.loads(resp.read())["data"][0]
+    if primary["difference"] is not None:
+        _say(
+            f"gpt-4o-mini vs llama-3.1-8b, {primary['metric']}: "
+            f"{primary['b']['value']:.3f} vs {primary['a']['value']:.3f} "
+            f"(difference {primary['difference']:+.3f}, p = {primary['p_value']:.2g}, "
+            f"{'significant' if primary['significant'] else 'not significant'})",
+            bold=True,
+        )
     _say("Where to look:", bold=True)
     rows = [
         ("API docs", f"{base}/docs"),
         ("thumbs-up by model", f"{example}   ({body['count']} points)"),
+        ("compare two models", compare),
         ("edit ratio by route", f"{base}/v1/metrics/timeseries?metric=edit_ratio&window=30m&group_by=route"),
         ("quality by model", f"{base}/v1/metrics/timeseries?metric=quality&window=1h&group_by=model"),
-        ("SQL", f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT * FROM scores LIMIT 5"'),
+        (
+            "SQL",
+            f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT model, avg(thumbs_up) FROM generations GROUP BY 1"',
+        ),
         ("files", f"{data}/{{events,scores,embeddings,dlq}}/dt=*/*.parquet ; logs {data}/*.log"),
     ]
     for label, where in rows:
