@@ -47,7 +47,7 @@ from api.queries import (
     drift_sample,
     known_metrics,
 )
-from api.routers.metrics import MAX_POINTS, naive_utc, parse_window
+from api.routers.metrics import MAX_POINTS, naive_utc, parse_window, utc_text
 from metrics.analysis import DriftSettings, analysis_settings
 from metrics.drift import DEFAULT_MIN_N, Drift, categorical_drift, embedding_drift, numeric_drift
 
@@ -73,7 +73,7 @@ class DriftPoint(BaseModel):
 
     @field_serializer("bucket")
     def _utc(self, value: datetime) -> str:
-        return value.replace(tzinfo=None).isoformat() + "Z"
+        return utc_text(value)
 
 
 class DriftResponse(BaseModel):

@@ -61,6 +61,11 @@ def naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def utc_text(value: datetime) -> str:
+    """A naive-UTC timestamp as RFC 3339 with ``Z`` (the API's one format for times it returns)."""
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
 class TimeseriesPoint(BaseModel):
     bucket: datetime
     group: str | None
@@ -71,7 +76,7 @@ class TimeseriesPoint(BaseModel):
 
     @field_serializer("bucket")
     def _utc(self, value: datetime) -> str:
-        return value.replace(tzinfo=None).isoformat() + "Z"
+        return utc_text(value)
 
 
 class TimeseriesResponse(BaseModel):

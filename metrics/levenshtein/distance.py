@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numba as nb
 import numpy as np
@@ -57,6 +57,22 @@ def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
     return _run(xbuf, starts, ends, bbuf, bstart, bend, n * len(x) + sum(map(len, candidates)))
 
 
+def _index_pairs(
+    packer: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool,
+) -> np.ndarray:  # fmt: skip
+    """Pairs of ``strings`` by index, every string packed once by ``packer`` (characters or token ids)."""
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    if i.shape != j.shape:
+        raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
+    if not i.size:
+        return np.empty(0, np.int64)
+    buf, start, end = packer(strings)
+    units = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
+    return _run(buf, start[i], end[i], buf, start[j], end[j], units, parallel)
+
+
 def distance_index_pairs(strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True) -> np.ndarray:
     """Distance of ``strings[i[k]]`` and ``strings[j[k]]`` for each k; every string is packed once.
 
@@ -67,15 +83,7 @@ def distance_index_pairs(strings: Sequence[str], i: np.ndarray, j: np.ndarray, p
     >>> distance_index_pairs(["kitten", "sitting", "mitten"], np.array([0, 0]), np.array([1, 2])).tolist()
     [3, 1]
     """
-    i = np.asarray(i, np.int64)
-    j = np.asarray(j, np.int64)
-    if i.shape != j.shape:
-        raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
-    if not i.size:
-        return np.empty(0, np.int64)
-    buf, start, end = pack(strings)
-    chars = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
-    return _run(buf, start[i], end[i], buf, start[j], end[j], chars, parallel)
+    return _index_pairs(pack, strings, i, j, parallel)
 
 
 def word_distance_index_pairs(
@@ -86,15 +94,7 @@ def word_distance_index_pairs(
     >>> word_distance_index_pairs(["the cat sat", "the dog sat", "a cat"], np.array([0, 0]), np.array([1, 2])).tolist()
     [1, 2]
     """
-    i = np.asarray(i, np.int64)
-    j = np.asarray(j, np.int64)
-    if i.shape != j.shape:
-        raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
-    if not i.size:
-        return np.empty(0, np.int64)
-    buf, start, end = pack_ids(token_ids(strings, {}))
-    tokens = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
-    return _run(buf, start[i], end[i], buf, start[j], end[j], tokens, parallel)
+    return _index_pairs(lambda texts: pack_ids(token_ids(texts, {})), strings, i, j, parallel)
 
 
 def word_distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
