@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from metrics.levenshtein import distance_index_pairs, word_distance_index_pairs
+from metrics.levenshtein import index_pair_distances
 
 DEFAULT_K = 32
 Level = Literal["word", "char"]
@@ -84,12 +84,7 @@ def novelty_many(
     i = np.repeat(np.arange(first, len(pool), dtype=np.int64), counts)
     windows = [np.arange(p - c, p, dtype=np.int64) for p, c in zip(range(first, len(pool)), counts, strict=True)]
     j = np.concatenate(windows) if windows else np.empty(0, np.int64)
-    if level == "char":
-        distances = distance_index_pairs(pool, i, j, parallel)
-        lengths = np.fromiter(map(len, pool), np.int64, len(pool))
-    else:
-        distances = word_distance_index_pairs(pool, i, j, parallel)
-        lengths = np.fromiter((len(s.split()) for s in pool), np.int64, len(pool))
+    distances, lengths = index_pair_distances(pool, i, j, parallel, words=level == "word")
     longest = np.maximum(lengths[i], lengths[j])
     normalized = np.where(longest > 0, distances / np.maximum(longest, 1), 0.0)
     values: list[float | None] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numba as nb
 import numpy as np
@@ -57,44 +57,50 @@ def distance_one_to_many(x: str, candidates: Sequence[str]) -> np.ndarray:
     return _run(xbuf, starts, ends, bbuf, bstart, bend, n * len(x) + sum(map(len, candidates)))
 
 
-def _index_pairs(
-    packer: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray, np.ndarray]],
-    strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool,
-) -> np.ndarray:  # fmt: skip
-    """Pairs of ``strings`` by index, every string packed once by ``packer`` (characters or token ids)."""
+def index_pair_distances(
+    strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True, words: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of ``strings[i[k]]`` and ``strings[j[k]]`` for each k, and every string's length, in characters
+    (or in whitespace-separated words with ``words=True``); every string is packed (or tokenized) once.
+
+    For many pairs among few strings (novelty of a batch: each output against the 32 before it), packing
+    each pair's strings again would cost more than the distances; the lengths come from the same packing
+    (novelty normalizes by them). ``parallel=False`` keeps the call on the calling thread (see :func:`_run`).
+
+    >>> texts, i, j = ["the cat sat", "the dog sat", "a cat"], np.array([0, 0]), np.array([1, 2])
+    >>> d, n = index_pair_distances(texts, i, j, words=True)
+    >>> d.tolist(), n.tolist()
+    ([1, 2], [3, 3, 2])
+    """
     i = np.asarray(i, np.int64)
     j = np.asarray(j, np.int64)
     if i.shape != j.shape:
         raise ValueError(f"i and j must have the same length ({i.shape[0]} != {j.shape[0]})")
+    buf, start, end = pack_ids(token_ids(strings, {})) if words else pack(strings)
     if not i.size:
-        return np.empty(0, np.int64)
-    buf, start, end = packer(strings)
+        return np.empty(0, np.int64), end - start
     units = int((end[i] - start[i]).sum() + (end[j] - start[j]).sum())
-    return _run(buf, start[i], end[i], buf, start[j], end[j], units, parallel)
+    return _run(buf, start[i], end[i], buf, start[j], end[j], units, parallel), end - start
 
 
 def distance_index_pairs(strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """Distance of ``strings[i[k]]`` and ``strings[j[k]]`` for each k; every string is packed once.
-
-    For many pairs among few strings (novelty of a batch: each output against the 32 before it), packing
-    each pair's strings again would cost more than the distances. ``parallel=False`` keeps the call on the
-    calling thread (see :func:`_run`).
+    """Character distances of index pairs (:func:`index_pair_distances` without the lengths).
 
     >>> distance_index_pairs(["kitten", "sitting", "mitten"], np.array([0, 0]), np.array([1, 2])).tolist()
     [3, 1]
     """
-    return _index_pairs(pack, strings, i, j, parallel)
+    return index_pair_distances(strings, i, j, parallel)[0]
 
 
 def word_distance_index_pairs(
     strings: Sequence[str], i: np.ndarray, j: np.ndarray, parallel: bool = True
 ) -> np.ndarray:
-    """Word-level :func:`distance_index_pairs`: every string is split and mapped to token ids once.
+    """Word distances of index pairs: every string is split and mapped to token ids once.
 
     >>> word_distance_index_pairs(["the cat sat", "the dog sat", "a cat"], np.array([0, 0]), np.array([1, 2])).tolist()
     [1, 2]
     """
-    return _index_pairs(lambda texts: pack_ids(token_ids(texts, {})), strings, i, j, parallel)
+    return index_pair_distances(strings, i, j, parallel, words=True)[0]
 
 
 def word_distance_pairs(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
