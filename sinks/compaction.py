@@ -39,7 +39,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -49,7 +48,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.parquet import FileSpan, _fsync_dir, file_name, parse_file_name
+from sinks.parquet import FileSpan, file_name, parse_file_name, write_atomic
 
 DATASETS = ("events", "scores", "embeddings", "dlq")
 ROW_GROUP_ROWS = 250_000
@@ -64,27 +63,16 @@ class CompactionReport:
     leftovers_deleted: int = 0  # hidden inputs of an earlier, interrupted run
 
 
-def covered(spans: list[tuple[FileSpan, Path]]) -> list[Path]:
+def covered(spans: list[tuple[FileSpan, Path]]) -> set[Path]:
     """The files (of one folder) whose offset range a compacted file of the same partition covers."""
-    out = []
-    for span, path in spans:
-        for big, big_path in spans:
-            if (
-                big.compacted and big_path != path and big.topic == span.topic and big.partition == span.partition
-                and big.first_offset <= span.first_offset and span.last_offset <= big.last_offset
-            ):  # fmt: skip
-                out.append(path)
-                break
-    return out
-
-
-def _write(folder: Path, name: str, table: pa.Table, compression: str) -> None:
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp, compression=compression, row_group_size=ROW_GROUP_ROWS)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / name)
-    _fsync_dir(folder)
+    compacted = [(span, path) for span, path in spans if span.compacted]
+    return {
+        path
+        for span, path in spans
+        for big, big_path in compacted
+        if big_path != path and (big.topic, big.partition) == (span.topic, span.partition)
+        and big.first_offset <= span.first_offset and span.last_offset <= big.last_offset
+    }  # fmt: skip
 
 
 def _runs(files: list[tuple[FileSpan, Path, int]], max_rows: int) -> list[list[tuple[FileSpan, Path, int]]]:
@@ -113,10 +101,10 @@ def compact_folder(
         if time.time() - tmp.stat().st_mtime > 3600:
             tmp.unlink(missing_ok=True)
     spans = [(span, path) for path in folder.glob("*.parquet") if (span := parse_file_name(path.name)) is not None]
-    for path in covered(spans):
+    hidden = covered(spans)
+    for path in hidden:
         path.unlink(missing_ok=True)
         report.leftovers_deleted += 1
-    hidden = set(covered(spans))
     by_partition: dict[tuple[str, int], list[tuple[FileSpan, Path]]] = defaultdict(list)
     for span, path in spans:
         if path not in hidden:
@@ -135,7 +123,8 @@ def compact_folder(
             table = pa.concat_tables([pq.read_table(path) for _, path, _ in run], promote_options="default")
             first, last = run[0][0].first_offset, run[-1][0].last_offset
             name = file_name(key[0], key[1], first, last).removesuffix(".parquet") + ".compacted.parquet"
-            _write(folder, name, table.drop_columns([c for c in ("dt",) if c in table.column_names]), compression)
+            columns = table.drop_columns([c for c in ("dt",) if c in table.column_names])
+            write_atomic(folder, name, columns, compression, ROW_GROUP_ROWS)
             for _, path, _ in run:
                 if path.name != name:
                     path.unlink(missing_ok=True)

@@ -75,6 +75,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(
+    folder: Path, name: str, table: pa.Table, compression: str = "zstd", row_group_size: int | None = None
+) -> Path:
+    """``table`` as ``folder/name``, durably: a hidden temporary file, fsynced, renamed, the folder fsynced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / name
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    pq.write_table(table, tmp, compression=compression, row_group_size=row_group_size)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(folder)
+    return final
+
+
 class PartitionedParquetWriter:
     """Writes batches of rows for one dataset (``events``, ``scores``, ``dlq``) under ``root/dataset``."""
 
@@ -150,12 +165,4 @@ class PartitionedParquetWriter:
         return sorted(found)
 
     def _write_atomic(self, folder: Path, name: str, table: pa.Table) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / name
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression=self.compression)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        return final
+        return write_atomic(folder, name, table, self.compression)

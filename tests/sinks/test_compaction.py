@@ -12,7 +12,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-import sinks.compaction as compaction
 from sinks.catalog import connect, query
 from sinks.compaction import compact
 from sinks.parquet import PartitionedParquetWriter, parse_file_name
@@ -114,7 +113,7 @@ def test_a_crash_before_the_rename_changes_nothing_readers_see(tmp_path: Path, m
     def crash(src: Any, dst: Any) -> None:
         raise KeyboardInterrupt("the process dies here")
 
-    monkeypatch.setattr(compaction.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the sinks' atomic write renames with os.replace
     with pytest.raises(KeyboardInterrupt):
         compact(tmp_path, {(TOPIC, 0): 150}, min_age_s=0)
     monkeypatch.undo()
