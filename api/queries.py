@@ -20,6 +20,13 @@ from metrics.similarity import EMBEDDING_DIM
 from sinks.catalog import query
 
 GROUP_COLUMNS = ("app", "route", "model", "prompt_version")
+# rows from ``$since`` (inclusive) to ``$until`` (exclusive), either of them NULL for no bound
+_OPTIONAL_TIME = "($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)"
+
+
+def _labels_equal(*columns: str) -> str:
+    """Rows whose ``columns`` equal the parameters of the same names (a NULL parameter: any value)."""
+    return " AND ".join(f"(${c} IS NULL OR {c} = ${c})" for c in columns)
 
 
 def timeseries(
@@ -50,11 +57,7 @@ def timeseries(
                quantile_cont(value, 0.5) AS p50,
                quantile_cont(value, 0.95) AS p95
         FROM scores
-        WHERE metric = $metric
-          AND ($since IS NULL OR ts >= $since)
-          AND ($until IS NULL OR ts < $until)
-          AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
-          AND ($model IS NULL OR model = $model) AND ($prompt_version IS NULL OR prompt_version = $prompt_version)
+        WHERE metric = $metric AND {_OPTIONAL_TIME} AND {_labels_equal(*GROUP_COLUMNS)}
         GROUP BY ALL
         ORDER BY bucket, "group" NULLS FIRST
         {"LIMIT " + str(int(limit)) if limit else ""}
@@ -77,11 +80,7 @@ def is_rate(metric: str) -> bool:
 def _cohort_filter(dimension: str) -> str:
     if dimension not in GROUP_COLUMNS:
         raise ValueError(f"dimension must be one of {', '.join(GROUP_COLUMNS)}")
-    return f"""{dimension} = $value
-          AND ($app IS NULL OR app = $app)
-          AND ($route IS NULL OR route = $route)
-          AND ($since IS NULL OR ts >= $since)
-          AND ($until IS NULL OR ts < $until)"""
+    return f"{dimension} = $value AND {_labels_equal('app', 'route')} AND {_OPTIONAL_TIME}"
 
 
 def cohort_rate(
@@ -106,8 +105,7 @@ def cohort_aggregates(
         SELECT metric, {dimension}, count(*), sum(value), avg(value), var_samp(value), quantile_cont(value, 0.95)
         FROM scores
         WHERE list_contains($metrics, metric) AND {dimension} IN ($a, $b)
-          AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
-          AND ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)
+          AND {_labels_equal("app", "route")} AND {_OPTIONAL_TIME}
         GROUP BY ALL"""
     rows = query(con, sql, {**filters, "metrics": metrics, "a": sides[0], "b": sides[1]})[1]
     return {(str(r[0]), str(r[1])): (int(r[2]), float(r[3]), r[4], r[5], r[6]) for r in rows}  # type: ignore[call-overload,arg-type,misc]
@@ -138,9 +136,11 @@ def cohort_sample(
     return np.asarray(result["value"], float)
 
 
-def known_metrics(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The metric names the scores hold, and the generation rates (always defined)."""
-    return {str(r[0]) for r in query(con, "SELECT DISTINCT metric FROM scores")[1]} | GENERATION_RATES
+def unknown_metrics(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[str]:
+    """The ``names`` never scored (the generation rates are always defined). One short query per name, which
+    stops at the first row that has it: callers ask only about names their own query found no rows for."""
+    sql = "SELECT 1 FROM scores WHERE metric = $metric LIMIT 1"
+    return [m for m in names if m not in GENERATION_RATES and not query(con, sql, {"metric": m})[1]]
 
 
 EMBEDDING_SIGNALS = ("output_embedding", "input_embedding")
@@ -149,10 +149,7 @@ CATEGORICAL_SIGNALS = ("route", "model", "prompt_version")
 
 def _window_filter(group_by: str | None) -> str:
     group = f"AND {group_by} IS NOT DISTINCT FROM $group" if group_by else ""
-    return f"""ts >= $since AND ts < $until
-          AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
-          AND ($model IS NULL OR model = $model) AND ($prompt_version IS NULL OR prompt_version = $prompt_version)
-          {group}"""
+    return f"ts >= $since AND ts < $until AND {_labels_equal(*GROUP_COLUMNS)} {group}"
 
 
 def drift_sample(

@@ -31,12 +31,14 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-DEFAULT_ALPHA = 0.01
+from metrics.analysis import DriftSettings
+
+_DEFAULTS = DriftSettings()  # the defaults are defined (and explained) once, with the config that overrides them
+DEFAULT_ALPHA = _DEFAULTS.alpha
 DEFAULT_MIN_N = 30
-# Thresholds on the statistics (an effect size floor, so that a huge sample does not flag a tiny change)
-MMD2_THRESHOLD = 0.001  # unbiased MMD² of unit vectors: another style of text ~0.035; a fifth of it mixed in ~0.0015
-PSI_THRESHOLD = 0.2  # the usual reading: < 0.1 no shift, 0.1-0.2 moderate, > 0.2 significant
-JS_THRESHOLD = 0.1
+MMD2_THRESHOLD = _DEFAULTS.mmd2_threshold
+PSI_THRESHOLD = _DEFAULTS.psi_threshold
+JS_THRESHOLD = _DEFAULTS.js_threshold
 PERMUTATIONS = 200
 SEED = 20261130
 

@@ -48,7 +48,7 @@ from api.queries import (
     cohort_rate,
     cohort_sample,
     is_rate,
-    known_metrics,
+    unknown_metrics,
 )
 from api.routers.metrics import naive_utc
 from metrics.analysis import analysis_settings
@@ -175,13 +175,14 @@ def get_compare(
         names = _metric_list(metrics, configured.primary, configured.supporting)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    if metrics is not None:
-        unknown = [m for m in names if m not in known_metrics(db)]
-        if unknown:
-            raise HTTPException(status_code=422, detail=f"unknown metric(s), never scored: {', '.join(unknown)}")
     filters: dict[str, Any] = {"app": app, "route": route, "since": since_utc, "until": until_utc}
     scored = [m for m in names if m not in GENERATION_RATES]
     aggregates = cohort_aggregates(db, scored, dimension, (a, b), filters) if scored else {}
+    if metrics is not None:  # a metric asked for by name must exist; only those without rows here are looked up
+        absent = [m for m in scored if (m, a) not in aggregates and (m, b) not in aggregates]
+        unknown = unknown_metrics(db, absent) if absent else []
+        if unknown:
+            raise HTTPException(status_code=422, detail=f"unknown metric(s), never scored: {', '.join(unknown)}")
     rows = []
     for metric in names:
         if metric in GENERATION_RATES:

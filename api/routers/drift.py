@@ -45,7 +45,7 @@ from api.queries import (
     GENERATION_RATES,
     drift_groups,
     drift_sample,
-    known_metrics,
+    unknown_metrics,
 )
 from api.routers.metrics import MAX_POINTS, naive_utc, parse_window, utc_text
 from metrics.analysis import DriftSettings, analysis_settings
@@ -147,7 +147,7 @@ def get_drift(
     cur_since, cur_until = _window(current_since, current_until, "current")
     buckets = _buckets(cur_since, cur_until, window)
     embedding, categorical = signal in EMBEDDING_SIGNALS, signal in CATEGORICAL_SIGNALS
-    if not embedding and not categorical and (signal in GENERATION_RATES or signal not in known_metrics(db)):
+    if not embedding and not categorical and (signal in GENERATION_RATES or unknown_metrics(db, [signal])):
         raise HTTPException(
             status_code=422,
             detail=f"unknown signal {signal!r}: output_embedding, input_embedding, route, model, prompt_version or a "
@@ -164,12 +164,13 @@ def get_drift(
     for group in groups:
         extra = {"group": group} if group_by is not None else {}
         reference, n_ref = drift_sample(db, signal, {**reference_params, **extra}, group_by, max_samples)
+        drift = analysis_settings(config, str(group) if group_by == "app" and group is not None else app).drift
+        if alpha is not None:
+            drift = replace(drift, alpha=alpha)
         for start, end in buckets:
             params = {**filters, "since": start, "until": end, **extra}
             current, n_cur = drift_sample(db, signal, params, group_by, max_samples)
-            app_of_group = str(group) if group_by == "app" and group is not None else app
-            drift = analysis_settings(config, app_of_group).drift
-            result = _test(signal, reference, current, drift if alpha is None else replace(drift, alpha=alpha), min_n)
+            result = _test(signal, reference, current, drift, min_n)
             sampled = n_ref > max_samples or n_cur > max_samples
             fields = asdict(result) | {"n_reference": n_ref, "n_current": n_cur}
             if sampled:
