@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.routers import compare, drift, health, metrics
+from api.routers import clusters, compare, drift, health, metrics
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
 
@@ -36,4 +36,5 @@ def create_app() -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(compare.router)
     app.include_router(drift.router)
+    app.include_router(clusters.router)
     return app

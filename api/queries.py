@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 
 from metrics.similarity import EMBEDDING_DIM
-from sinks.catalog import query
+from sinks.catalog import query, query_arrow
 
 GROUP_COLUMNS = ("app", "route", "model", "prompt_version")
 # rows from ``$since`` (inclusive) to ``$until`` (exclusive), either of them NULL for no bound
@@ -180,7 +180,7 @@ def drift_sample(
     total = int(query(con, total_sql, params)[1][0][0])  # type: ignore[call-overload]
     sql = f"SELECT {column} FROM {source} WHERE {where} ORDER BY hash({key}), {key} LIMIT {int(cap)}"
     if signal in EMBEDDING_SIGNALS:
-        table = con.sql(sql, params=params).to_arrow_table()
+        table = query_arrow(con, sql, params)
         values = table.column(0).combine_chunks().values.to_numpy(zero_copy_only=False)
         vectors = values.reshape(table.num_rows, EMBEDDING_DIM).astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

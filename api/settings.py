@@ -26,6 +26,9 @@ class ApiSettings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Bind address of `evalstream api`.")
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `evalstream api`.")
+    clusters_cache_s: float = Field(
+        default=60.0, ge=0, le=86400, description="How long `/v1/clusters` keeps an answer for the same request."
+    )
     log_level: str = "info"
 
 

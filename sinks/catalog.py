@@ -1,4 +1,6 @@
-"""DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``, and ``generations``.
+"""DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``, and ``generations``;
+and over the failure-cluster runs (:mod:`sinks.clusters`): ``cluster_runs``, ``cluster_member_runs``, and the
+latest of them, ``clusters`` (one row per cluster id) and ``cluster_members`` (one per generation).
 
 Each dataset view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset
 with no file yet is an empty view with the right columns, so queries work on a fresh install.
@@ -31,6 +33,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
 
 DATASETS: dict[str, pa.Schema] = {
@@ -38,7 +41,31 @@ DATASETS: dict[str, pa.Schema] = {
     "scores": SCORES_SCHEMA,
     "embeddings": EMBEDDINGS_SCHEMA,
     "dlq": DLQ_SCHEMA,
+    "cluster_runs": CLUSTER_RUNS_SCHEMA,
+    "cluster_member_runs": CLUSTER_MEMBERS_SCHEMA,
 }
+
+# The latest failure-cluster run's word on each generation and each cluster id (sinks.clusters writes the runs).
+# A generation's latest run is the latest one whose window and scope held it; if that run placed it in no
+# cluster, it has no row here, whatever older runs said.
+CLUSTER_VIEWS = """
+CREATE OR REPLACE VIEW cluster_members AS
+WITH runs AS (SELECT DISTINCT run_id, run_at, app, route, since, "until" FROM cluster_runs),
+latest AS (
+    SELECT e.generation_id, arg_max(r.run_id, r.run_at) AS run_id
+    FROM events e JOIN runs r
+      ON e.ts >= r.since AND e.ts < r."until" AND (r.app IS NULL OR e.app = r.app)
+     AND (r.route IS NULL OR e.route = r.route)
+    WHERE e.type = 'generation'
+    GROUP BY e.generation_id
+)
+SELECT m.cluster_id, m.generation_id, m.run_at, m.run_id, m.failed, m.similarity
+FROM cluster_member_runs m JOIN latest USING (generation_id, run_id);
+CREATE OR REPLACE VIEW clusters AS
+SELECT * EXCLUDE (centroid, dt)
+FROM cluster_runs
+QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY run_at DESC, run_id DESC) = 1;
+"""
 
 
 # Outcomes of each generation from the scores (which hold one row per value): regenerated and refreshed are
@@ -165,6 +192,7 @@ def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5)
         try:
             con.execute(MACROS)
             con.execute(GENERATIONS_VIEW)
+            con.execute(CLUSTER_VIEWS)
             break
         except duckdb.IOException:
             if attempt == attempts - 1:
@@ -174,7 +202,8 @@ def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5)
 
 
 def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 5) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``)."""
+    """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``, the cluster
+    runs) and the views built on them."""
     con = duckdb.connect(database)
     _define_views(con, Path(data_dir), attempts)
     return con
@@ -233,6 +262,18 @@ def query(
         try:
             cur = con.execute(sql, params)
             return [d[0] for d in cur.description], cur.fetchall()
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 5) -> pa.Table:
+    """:func:`query`, returning an Arrow table (for large or list-valued results such as embeddings)."""
+    for attempt in range(attempts):
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise

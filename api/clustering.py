@@ -1,0 +1,282 @@
+"""Failure clusters of a window: read what the sinks wrote, cluster (:mod:`metrics.clusters`), store the run
+(:mod:`sinks.clusters`) so cluster ids stay stable, and answer. Used by ``/v1/clusters`` and ``evalstream clusters``.
+
+A window's generations are those of ``events`` with ``since <= ts < until`` (and the app and route asked for); their
+outcomes come from every score recorded since ``since`` (feedback arrives after the generation); a generation
+without the chosen embedding (an error, embeddings off) is counted in ``without_embeddings`` and left out.
+
+Example (an empty data folder: nothing to cluster, and the answer says why)::
+
+    >>> import tempfile
+    >>> from datetime import datetime
+    >>> from sinks.catalog import connect
+    >>> root = tempfile.mkdtemp()
+    >>> out = find_clusters(connect(root), root, ClusterRequest(datetime(2026, 11, 30), datetime(2026, 12, 1)),
+    ...                     FailureSettings())
+    >>> out["count"], out["reason"]
+    (0, 'too few failures to cluster: 0 (at least 20)')
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from metrics.analysis import FailureSettings
+from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids
+from sinks.catalog import query, query_arrow
+from sinks.clusters import ClusterRow, ClusterRun, RunLock, created_at, next_id_number, previous_centroids, write_run
+
+N_EXAMPLES = 5
+LABEL_TEXTS = 200  # per cluster, nearest its centre first
+BACKGROUND_TEXTS = 500  # failures outside every cluster, the labels' background class
+
+_WINDOW_SQL = """
+WITH g AS (
+    SELECT generation_id, ts, model, prompt_version, CAST(error IS NOT NULL AS INTEGER) AS error
+    FROM events
+    WHERE type = 'generation' AND ts >= $since AND ts < $until
+      AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
+), o AS (
+    SELECT generation_id,
+           arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_up,
+           max(value) FILTER (WHERE metric = 'regenerated') AS regenerated,
+           max(value) FILTER (WHERE metric = 'refreshed') AS refreshed,
+           arg_max(value, ts) FILTER (WHERE metric = 'edit_ratio') AS edit_ratio,
+           max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
+           max(value) FILTER (WHERE metric = 'pii_output') AS pii_output,
+           max(value) FILTER (WHERE metric = 'quality') AS quality
+    FROM scores
+    WHERE ts >= $since AND generation_id IN (SELECT generation_id FROM g)
+      AND metric IN ('thumbs_up', 'regenerated', 'refreshed', 'edit_ratio', 'guardrail_flag', 'pii_output', 'quality')
+    GROUP BY generation_id
+), e AS (
+    SELECT generation_id, {column} AS embedding
+    FROM embeddings
+    WHERE ts >= $since AND ts < $until AND {column} IS NOT NULL
+      AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
+)
+SELECT g.generation_id, g.ts, g.model, g.prompt_version, g.error, o.thumbs_up, o.regenerated, o.refreshed,
+       o.edit_ratio, o.guardrail_flag, o.pii_output, o.quality, e.embedding, hash(g.generation_id) AS h
+FROM g LEFT JOIN o USING (generation_id) LEFT JOIN e USING (generation_id)
+"""
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """A window (naive UTC, ``until`` exclusive), its scope, and optional overrides of the configured signals."""
+
+    since: datetime
+    until: datetime
+    app: str | None = None
+    route: str | None = None
+    signals: tuple[str, ...] | None = None
+    min_lift: float = 1.0
+    alpha: float = 0.01  # listed only when the cluster's adjusted p-value is below this
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def _flag(values: np.ndarray, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``test`` of the non-null values, False where null (outcomes a generation never got)."""
+    out = np.zeros(len(values), dtype=bool)
+    present = np.array([v is not None and v == v for v in values]) if values.dtype == object else ~np.isnan(values)
+    out[present] = test(values[present].astype(float))
+    return out
+
+
+def signal_matrix(table: pa.Table, settings: FailureSettings, signals: tuple[str, ...]) -> np.ndarray:
+    """One boolean column per signal, one row per generation of ``table`` (the window query's columns)."""
+    tests: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+        "thumbs_down": ("thumbs_up", lambda v: v == 0),
+        "regenerated": ("regenerated", lambda v: v >= 1),
+        "refreshed": ("refreshed", lambda v: v >= 1),
+        "edited": ("edit_ratio", lambda v: v >= settings.edit_ratio_threshold),
+        "guardrail": ("guardrail_flag", lambda v: v >= 1),
+        "pii": ("pii_output", lambda v: v >= 1),
+        "error": ("error", lambda v: v >= 1),
+        "low_quality": ("quality", lambda v: v < settings.quality_threshold),
+    }
+    columns = [_flag(_column(table, tests[s][0]), tests[s][1]) for s in signals]
+    return np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), dtype=bool)
+
+
+def _counts(values: np.ndarray, rows: np.ndarray, failed: np.ndarray, key: str) -> list[dict[str, Any]]:
+    generations = Counter(values[rows].tolist())
+    failures = Counter(values[rows[failed[rows]]].tolist())
+    return sorted(
+        ({key: v, "generations": n, "failures": failures.get(v, 0)} for v, n in generations.items()),
+        key=lambda d: (-d["failures"], -d["generations"], str(d[key])),
+    )
+
+
+def _texts(con: duckdb.DuckDBPyConnection, ids: list[str], since: datetime, until: datetime) -> dict[str, tuple]:
+    if not ids:
+        return {}
+    sql = """SELECT generation_id, input, output FROM events
+             WHERE type = 'generation' AND ts >= $since AND ts < $until AND list_contains($ids, generation_id)"""
+    rows = query(con, sql, {"since": since, "until": until, "ids": ids})[1]
+    return {str(r[0]): (r[1], r[2]) for r in rows}
+
+
+def _utc(value: datetime) -> str:
+    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def find_clusters(
+    con: duckdb.DuckDBPyConnection,
+    root: str,
+    request: ClusterRequest,
+    settings: FailureSettings,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Cluster one window's failures, store the run under ``root`` (the data folder) and return the answer of
+    ``GET /v1/clusters`` (see docs/api.md)."""
+    signals = request.signals or settings.signals
+    run_at = (now or datetime.now(UTC)).replace(tzinfo=None)
+    answer: dict[str, Any] = {
+        "data": [], "count": 0, "failures": 0, "noise": 0, "generations": 0, "without_embeddings": 0,
+        "baseline_failure_rate": None, "signals": list(signals), "embedding": settings.embedding,
+        "since": _utc(request.since), "until": _utc(request.until), "run_id": None, "reason": None,
+    }  # fmt: skip
+    params = {"since": request.since, "until": request.until, "app": request.app, "route": request.route}
+    table = query_arrow(con, _WINDOW_SQL.format(column=f"{settings.embedding}_embedding"), params)
+    embedded = table.column("embedding").is_valid().to_numpy(zero_copy_only=False)
+    answer["without_embeddings"] = int(table.num_rows - embedded.sum())
+    table = table.filter(pa.array(embedded))
+    n = table.num_rows
+    answer["generations"] = n
+    flags = signal_matrix(table, settings, signals)
+    failed: np.ndarray = np.asarray(flags.any(axis=1), dtype=bool)
+    answer["failures"] = int(failed.sum())
+    if n:
+        answer["baseline_failure_rate"] = float(failed.mean())
+    if failed.sum() < settings.min_failures:
+        answer["reason"] = f"too few failures to cluster: {int(failed.sum())} (at least {settings.min_failures})"
+        return answer
+    vectors = table.column("embedding").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(n, -1)
+    keys = _column(table, "h").astype(np.uint64)
+    params_c = ClusterParams(min_cluster_size=settings.min_cluster_size, min_failures=settings.min_failures)
+    result = cluster_failures(vectors, failed, params_c, keys)
+    answer["noise"] = int((failed & (result.assignment == NOISE)).sum())
+    if not result.clusters:
+        answer["reason"] = "no cluster: the failures are spread out (all noise)"
+        return answer
+
+    ids = _column(table, "generation_id")
+    ts = _column(table, "ts")
+    models, versions = _column(table, "model"), _column(table, "prompt_version")
+    order = np.argsort(-result.similarity, kind="stable")
+    members = {c.index: order[result.assignment[order] == c.index] for c in result.clusters}  # nearest first
+    noise_failures = np.flatnonzero(failed & (result.assignment == NOISE))
+    background = noise_failures[np.argsort(keys[noise_failures], kind="stable")[:BACKGROUND_TEXTS]]
+    label_rows = {c: rows[failed[rows]][:LABEL_TEXTS] for c, rows in members.items()}
+    wanted = {str(ids[r]) for rows in label_rows.values() for r in rows} | {str(ids[r]) for r in background}
+    texts = _texts(con, sorted(wanted), request.since, request.until)
+
+    def inputs(rows: np.ndarray) -> list[str]:
+        return [t for r in rows if (t := (texts.get(str(ids[r])) or (None, None))[0])]
+
+    labels = ctfidf_labels([inputs(label_rows[c.index]) for c in result.clusters], inputs(background))
+    run = ClusterRun(
+        uuid.uuid4().hex[:12],
+        run_at,
+        request.app,
+        request.route,
+        request.since,
+        request.until,
+        ",".join(signals),
+        settings.embedding,
+    )
+    rows_out: list[ClusterRow] = []
+    data: list[dict[str, Any]] = []
+    with RunLock(root).held():
+        centroids = result.centroids[[c.index for c in result.clusters]]
+        matched = match_ids(centroids, previous_centroids(root, request.app, request.route), settings.match_similarity)
+        number = next_id_number(root)
+        first = created_at(root, [m for m in matched if m])
+        for rank, (cluster, label, old) in enumerate(zip(result.clusters, labels, matched, strict=True), start=1):
+            cid = old or f"c-{number}"
+            number += 0 if old else 1
+            rows = members[cluster.index]
+            fails = rows[failed[rows]]
+            examples = []
+            for r in fails[:N_EXAMPLES]:
+                text_in, text_out = texts.get(str(ids[r]), (None, None))
+                examples.append({
+                    "generation_id": str(ids[r]), "input": text_in, "output": text_out,
+                    "signals": [s for s, hit in zip(signals, flags[r], strict=True) if hit],
+                    "similarity": round(float(result.similarity[r]), 4),
+                })  # fmt: skip
+            fail_ts = ts[fails]
+            item: dict[str, Any] = {
+                "cluster_id": cid, "rank": rank, "label": label, "size": cluster.size, "failures": cluster.failures,
+                "failure_rate": cluster.failure_rate, "baseline_failure_rate": result.baseline_failure_rate,
+                "lift": cluster.lift, "p_value": cluster.p_value,
+                "signals": {s: int(flags[fails, i].sum()) for i, s in enumerate(signals)},
+                "examples": examples,
+                "models": _counts(models, rows, failed, "model"),
+                "prompt_versions": _counts(versions, rows, failed, "prompt_version"),
+                "first_seen": _utc(fail_ts.min().astype("datetime64[us]").astype(datetime)),
+                "last_seen": _utc(fail_ts.max().astype("datetime64[us]").astype(datetime)),
+                "created_at": _utc(first.get(cid, run_at)),
+            }  # fmt: skip
+            data.append(item)
+            rows_out.append(ClusterRow(
+                cid, rank, label, cluster.size, cluster.failures, cluster.failure_rate, result.baseline_failure_rate,
+                cluster.lift, float(result.radii[cluster.index]), result.centroids[cluster.index],
+                json.dumps({k: item[k] for k in ("signals", "examples", "models", "prompt_versions", "first_seen",
+                                                  "last_seen")}), first.get(cid, run_at),
+            ))  # fmt: skip
+        member_rows = [
+            (row.cluster_id, str(ids[r]), bool(failed[r]), float(result.similarity[r]))
+            for row, cluster in zip(rows_out, result.clusters, strict=True)
+            for r in members[cluster.index]
+        ]
+        write_run(root, run, rows_out, member_rows)
+    shown = [item for item in data if item["lift"] >= request.min_lift and item["p_value"] < request.alpha]
+    answer.update(data=shown, count=len(shown), run_id=run.run_id)
+    if not shown:
+        answer["reason"] = (
+            f"no cluster with lift >= {request.min_lift:g} and p < {request.alpha:g}: failures are about as frequent "
+            "everywhere"
+        )
+    return answer
+
+
+@dataclass
+class ClusterCache:
+    """Answers kept per request for ``ttl_s`` seconds; concurrent identical requests compute once (the others
+    wait for the first), so a dashboard's refreshes do not each cluster a large window."""
+
+    ttl_s: float
+    _entries: dict[Any, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _locks: dict[Any, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: Any, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            hit = self._entries.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            value = compute()
+            with self._guard:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self.ttl_s}
+                self._entries[key] = (now, value)
+            return value
