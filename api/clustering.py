@@ -34,12 +34,12 @@ import numpy as np
 import pyarrow as pa
 
 from metrics.analysis import FailureSettings
-from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids
+from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids, sample_rows
 from sinks.catalog import query, query_arrow
 from sinks.clusters import ClusterRow, ClusterRun, RunLock, created_at, next_id_number, previous_centroids, write_run
 
 N_EXAMPLES = 5
-LABEL_TEXTS = 200  # per cluster, nearest its centre first
+LABEL_TEXTS = 300  # failures per cluster whose inputs name it (a hashed sample)
 BACKGROUND_TEXTS = 500  # failures outside every cluster, the labels' background class
 
 _WINDOW_SQL = """
@@ -126,8 +126,9 @@ def _counts(values: np.ndarray, rows: np.ndarray, failed: np.ndarray, key: str) 
 def _texts(con: duckdb.DuckDBPyConnection, ids: list[str], since: datetime, until: datetime) -> dict[str, tuple]:
     if not ids:
         return {}
-    sql = """SELECT generation_id, input, output FROM events
-             WHERE type = 'generation' AND ts >= $since AND ts < $until AND list_contains($ids, generation_id)"""
+    sql = """SELECT generation_id, input, output
+             FROM events JOIN (SELECT unnest($ids) AS generation_id) USING (generation_id)
+             WHERE type = 'generation' AND ts >= $since AND ts < $until"""
     rows = query(con, sql, {"since": since, "until": until, "ids": ids})[1]
     return {str(r[0]): (r[1], r[2]) for r in rows}
 
@@ -182,8 +183,9 @@ def find_clusters(
     order = np.argsort(-result.similarity, kind="stable")
     members = {c.index: order[result.assignment[order] == c.index] for c in result.clusters}  # nearest first
     noise_failures = np.flatnonzero(failed & (result.assignment == NOISE))
-    background = noise_failures[np.argsort(keys[noise_failures], kind="stable")[:BACKGROUND_TEXTS]]
-    label_rows = {c: rows[failed[rows]][:LABEL_TEXTS] for c, rows in members.items()}
+    background = sample_rows(keys, BACKGROUND_TEXTS, noise_failures)
+    # a hashed sample of each cluster's failures, not the nearest its centre: those can all share one phrasing
+    label_rows = {c: sample_rows(keys, LABEL_TEXTS, rows[failed[rows]]) for c, rows in members.items()}
     wanted = {str(ids[r]) for rows in label_rows.values() for r in rows} | {str(ids[r]) for r in background}
     texts = _texts(con, sorted(wanted), request.since, request.until)
 
@@ -241,13 +243,17 @@ def find_clusters(
                 json.dumps({k: item[k] for k in ("signals", "examples", "models", "prompt_versions", "first_seen",
                                                   "last_seen")}), first.get(cid, run_at),
             ))  # fmt: skip
-        member_rows = [
-            (row.cluster_id, str(ids[r]), bool(failed[r]), float(result.similarity[r]))
-            for row, cluster in zip(rows_out, result.clusters, strict=True)
-            for r in members[cluster.index]
-        ]
-        write_run(root, run, rows_out, member_rows)
+        in_cluster = np.concatenate([members[c.index] for c in result.clusters])
+        id_of = np.array([row.cluster_id for row in rows_out], dtype=object)
+        position = np.empty(len(result.centroids), dtype=np.int64)
+        position[[c.index for c in result.clusters]] = np.arange(len(result.clusters))
+        write_run(root, run, rows_out, {
+            "cluster_id": id_of[position[result.assignment[in_cluster]]], "generation_id": ids[in_cluster],
+            "failed": failed[in_cluster], "similarity": result.similarity[in_cluster],
+        })  # fmt: skip
     shown = [item for item in data if item["lift"] >= request.min_lift and item["p_value"] < request.alpha]
+    for rank, item in enumerate(shown, start=1):  # ranks count the listed clusters (the stored run ranks all)
+        item["rank"] = rank
     answer.update(data=shown, count=len(shown), run_id=run.run_id)
     if not shown:
         answer["reason"] = (

@@ -19,7 +19,8 @@ Example::
     >>> run = ClusterRun("r1", noon, "bot", None, datetime(2026, 11, 30), noon,
     ...                  "error", "input")
     >>> write_run(root, run, [ClusterRow("c-1", 1, "refund, order", 40, 30, 0.75, 0.1, 7.5, 0.3, [1.0, 0.0], "{}",
-    ...                                   noon)], [("c-1", "g1", True, 0.9)])
+    ...                                   noon)], {"cluster_id": ["c-1"], "generation_id": ["g1"], "failed": [True],
+    ...                                            "similarity": [0.9]})
     >>> [(cid, v.tolist()) for cid, v in previous_centroids(root, "bot", None)]
     [('c-1', [1.0, 0.0])]
     >>> next_id_number(root)
@@ -30,11 +31,12 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -98,10 +100,9 @@ def _file(root: Path, dataset: str, run: ClusterRun) -> tuple[Path, str]:
     return folder, f"{run.run_at.strftime('%Y%m%dT%H%M%S%f')}-{run.run_id}.parquet"
 
 
-def write_run(
-    root: str | Path, run: ClusterRun, clusters: Sequence[ClusterRow], members: Sequence[tuple[str, str, bool, float]]
-) -> None:
-    """Store one run: its clusters, then their members ``(cluster_id, generation_id, failed, similarity)``."""
+def write_run(root: str | Path, run: ClusterRun, clusters: Sequence[ClusterRow], members: Mapping[str, Any]) -> None:
+    """Store one run: its clusters, then their members (columns ``cluster_id``, ``generation_id``, ``failed``,
+    ``similarity``: sequences or arrays of one length)."""
     root = Path(root)
     n = len(clusters)
     common = {name: [getattr(run, name)] * n for name in ("run_id", "run_at", "app", "route", "since", "until",
@@ -109,13 +110,11 @@ def write_run(
     rows = {name: [getattr(c, name) for c in clusters] for name in CLUSTER_RUNS_SCHEMA.names if name not in common}
     rows["centroid"] = [np.asarray(c.centroid, np.float32).tolist() for c in clusters]
     write_atomic(*_file(root, RUNS, run), pa.table({**common, **rows}, schema=CLUSTER_RUNS_SCHEMA))
-    ids, gens, failed, sims = (list(col) for col in zip(*members, strict=True)) if members else ([], [], [], [])
-    table = pa.table(
-        {"run_id": [run.run_id] * len(ids), "run_at": [run.run_at] * len(ids), "cluster_id": ids,
-         "generation_id": gens, "failed": failed, "similarity": sims},
-        schema=CLUSTER_MEMBERS_SCHEMA,
-    )  # fmt: skip
-    write_atomic(*_file(root, MEMBERS, run), table)
+    m = len(members["generation_id"])
+    columns = {"run_id": pa.array([run.run_id] * m, pa.string()), "run_at": pa.array([run.run_at] * m, TS)}
+    for name in ("cluster_id", "generation_id", "failed", "similarity"):
+        columns[name] = pa.array(members[name], CLUSTER_MEMBERS_SCHEMA.field(name).type)
+    write_atomic(*_file(root, MEMBERS, run), pa.table(columns, schema=CLUSTER_MEMBERS_SCHEMA))
 
 
 def _runs(root: Path, columns: list[str]) -> pa.Table:

@@ -8,6 +8,7 @@ Usage::
     $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
+    $ evalstream clusters --app support-bot # the prompt classes that fail systematically (last 24 h)
     $ evalstream demo                   # all of the above with sample traffic
 
 Example (``publish`` checks every line before it sends any, so a bad file is refused without a broker)::
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -291,6 +293,81 @@ def compact(
         if every is None:
             return
         time.sleep(every)
+
+
+def _utc_option(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 time as naive UTC (a time without an offset is UTC)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--{name}: not an RFC 3339 time: {value!r}", 2)
+        raise
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+@app.command()
+def clusters(
+    since: Annotated[str | None, typer.Option(help="Window start, RFC 3339 (default: 24 hours before --until)")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, exclusive (default: now)")] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="Only this app")] = None,
+    route: Annotated[str | None, typer.Option(help="Only this route")] = None,
+    signals: Annotated[str | None, typer.Option(help="Comma-separated failure signals (default: the config's)")] = None,
+    min_lift: Annotated[float, typer.Option(help="Leave out clusters with a lower lift")] = 1.0,
+    alpha: Annotated[float, typer.Option(help="Leave out clusters whose adjusted p-value is not below this")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON answer instead of a table")] = False,
+) -> None:
+    """The prompt classes that fail systematically in a window, as GET /v1/clusters answers (the run is stored)."""
+    import tomllib
+    from datetime import timedelta
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from api.clustering import ClusterRequest, find_clusters
+    from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals
+    from sinks.catalog import connect
+
+    settings = get_settings()
+    end = _utc_option(until, "until") or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    start = _utc_option(since, "since") or end - timedelta(hours=24)
+    if start >= end:
+        _fail("--since must be before --until", 2)
+    try:
+        config = tomllib.loads(settings.eval_config.read_text("utf-8")) if settings.eval_config else {}
+        failure = analysis_settings(config, app_name).clusters
+        chosen = check_signals([s.strip() for s in signals.split(",") if s.strip()], "--signals") if signals else None
+    except (OSError, tomllib.TOMLDecodeError, AnalysisConfigError) as exc:
+        _fail(str(exc), 2)
+        return
+    request = ClusterRequest(start, end, app_name, route, chosen, min_lift, alpha)
+    answer = find_clusters(connect(settings.data_dir), str(settings.data_dir), request, failure)
+    if as_json:
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"Failure clusters {answer['since']} - {answer['until']}")
+    for column in ("#", "id", "label", "size", "failures", "rate", "lift", "p", "top signal", "top model"):
+        table.add_column(
+            column, justify="right" if column in ("#", "size", "failures", "rate", "lift", "p") else "left"
+        )
+    for c in answer["data"]:
+        signal = max(c["signals"], key=c["signals"].get)
+        model = c["models"][0]["model"] if c["models"] else ""
+        table.add_row(
+            str(c["rank"]), c["cluster_id"], c["label"], str(c["size"]), str(c["failures"]),
+            f"{c['failure_rate']:.0%}", f"{c['lift']:.1f}", f"{c['p_value']:.0e}", signal, str(model),
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    rate = answer["baseline_failure_rate"]
+    console.print(
+        f"{answer['generations']} generations ({answer['without_embeddings']} without embeddings left out), "
+        f"{answer['failures']} failures ({'-' if rate is None else f'{rate:.1%}'}), {answer['noise']} in no cluster; "
+        f"signals: {', '.join(answer['signals'])}"
+    )
+    if answer["reason"]:
+        console.print(answer["reason"])
 
 
 @app.command()

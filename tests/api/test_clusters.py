@@ -4,6 +4,7 @@ questions -> guardrail) among everyday questions that fail now and then; and the
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -237,3 +238,83 @@ def test_same_request_within_the_cache_time_is_not_clustered_again(
     assert len(list((tmp_path / "cluster_runs").glob("dt=*/*.parquet"))) == 1
     other = client.get(URL, params=window(signals="thumbs_down")).json()
     assert other["run_id"] != first["run_id"]
+
+
+def test_the_command_line_prints_the_same_clusters(
+    tmp_path: Path, traffic: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+    from streams.settings import get_settings as worker_settings
+
+    write(tmp_path, traffic, planted_failures(traffic))
+    config = tmp_path / "eval.toml"
+    config.write_text('[defaults.clusters]\nsignals = ["regenerated", "guardrail"]\n')
+    monkeypatch.setenv("EVALSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EVALSTREAM_EVAL_CONFIG", str(config))
+    worker_settings.cache_clear()
+    try:
+        args = ["clusters", "--since", window()["since"], "--until", window()["until"]]
+        as_json = CliRunner().invoke(app, [*args, "--json"])
+        assert as_json.exit_code == 0, as_json.output
+        answer = json.loads(as_json.stdout)
+        assert answer["signals"] == ["regenerated", "guardrail"] and answer["count"] == 2
+        shown = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.output
+        for cluster in answer["data"]:
+            assert cluster["cluster_id"] in shown.stdout and cluster["label"] in shown.stdout
+        assert f"{answer['failures']} failures" in shown.stdout
+        bad = CliRunner().invoke(app, [*args, "--signals", "sideways"])
+        assert bad.exit_code == 2 and "--signals: unknown signal 'sideways'" in bad.stderr
+        late = CliRunner().invoke(
+            app, ["clusters", "--since", "2026-12-01T00:00:00Z", "--until", "2026-11-30T00:00:00Z"]
+        )
+        assert late.exit_code == 2 and "--since must be before --until" in late.stderr
+    finally:
+        worker_settings.cache_clear()
+
+
+def test_a_long_clustering_does_not_hold_up_other_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route runs in the server's thread pool: while one clustering is under way, the API still answers."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from api.routers import clusters as route
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        started.set()
+        assert release.wait(30)
+        return {"data": [], "count": 0}
+
+    monkeypatch.setattr(route, "find_clusters", slow)
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=tmp_path, clusters_cache_s=0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        answers: list[httpx.Response] = []
+        slow_call = threading.Thread(target=lambda: answers.append(httpx.get(f"{base}{URL}", timeout=60)))
+        slow_call.start()
+        assert started.wait(30)
+        health = httpx.get(f"{base}/health", timeout=10)
+        assert health.status_code == 200 and not answers  # answered while the clustering still runs
+        release.set()
+        slow_call.join(30)
+        assert answers and answers[0].json() == {"data": [], "count": 0}
+    finally:
+        release.set()
+        server.should_exit = True

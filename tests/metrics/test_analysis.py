@@ -41,3 +41,39 @@ def test_invalid_keys_name_the_field(config: dict, message: str) -> None:
     with pytest.raises(AnalysisConfigError) as raised:
         analysis_settings(config, None)
     assert message in str(raised.value)
+
+
+def test_failure_settings_default_and_override_key_by_key() -> None:
+    from metrics.analysis import FAILURE_SIGNALS, FailureSettings
+
+    assert analysis_settings({}, None).clusters == FailureSettings()
+    assert "pii" not in FailureSettings().signals and set(FailureSettings().signals) < set(FAILURE_SIGNALS)
+    config = {
+        "defaults": {"clusters": {"signals": ["error", "error", "thumbs_down"], "min_failures": 50}},
+        "apps": {"bot": {"clusters": {"edit_ratio_threshold": 0.3, "embedding": "output"}}},
+    }
+    bot = analysis_settings(config, "bot").clusters
+    assert bot.signals == ("error", "thumbs_down") and bot.min_failures == 50
+    assert bot.edit_ratio_threshold == 0.3 and bot.embedding == "output"
+    assert analysis_settings(config, "other").clusters.embedding == "input"
+
+
+@pytest.mark.parametrize(
+    ("clusters", "message"),
+    [
+        ({"signals": ["sideways"]}, "defaults.clusters.signals: unknown signal 'sideways' (known: thumbs_down,"),
+        ({"signals": []}, "defaults.clusters.signals: must be a non-empty list of signals, got []"),
+        ({"signals": "error"}, "defaults.clusters.signals: must be a non-empty list of signals, got 'error'"),
+        ({"embedding": "both"}, 'defaults.clusters.embedding: must be "input" or "output", got \'both\''),
+        ({"min_failures": 1}, "defaults.clusters.min_failures: must be an integer in [2, 1e+06], got 1"),
+        ({"min_cluster_size": 2.5}, "defaults.clusters.min_cluster_size: must be an integer in [2, 100000], got 2.5"),
+        ({"quality_threshold": True}, "defaults.clusters.quality_threshold: must be a number in [0, 1], got True"),
+        ({"match_similarity": 1.5}, "defaults.clusters.match_similarity: must be a number in [0, 1], got 1.5"),
+        ({"radius": 2}, "defaults.clusters.radius: unknown key (known: signals, embedding, edit_ratio_threshold,"),
+        ("yes", "defaults.clusters: must be a table"),
+    ],
+)
+def test_invalid_cluster_keys_name_the_field(clusters: object, message: str) -> None:
+    with pytest.raises(AnalysisConfigError) as info:
+        analysis_settings({"defaults": {"clusters": clusters}}, None)
+    assert str(info.value).startswith(message)

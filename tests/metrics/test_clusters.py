@@ -14,10 +14,12 @@ from metrics.clusters import (
     assign,
     cluster_failures,
     ctfidf_labels,
+    hdbscan_labels,
     match_ids,
     merge_similar,
     regions,
     sample_rows,
+    spread,
     terms,
     unit_rows,
 )
@@ -168,6 +170,19 @@ def test_the_same_input_gives_the_same_clusters_and_the_sample_follows_the_keys(
     # the sample found both themes; every generation, sampled or not, was assigned to them
     assert len({a.assignment[i] for i in range(400)} - {NOISE}) == 2
     assert (a.assignment[:400] != NOISE).mean() > 0.85
+
+
+def test_a_crowd_is_looked_into_and_what_stays_spread_out_is_noise() -> None:
+    rng = np.random.default_rng(6)
+    crowd = scattered(rng, 400, 24)
+    theme = themes(rng, [0, 60], 24, spread=0.15)  # one loose theme along the second axis, inside the crowd
+    vectors = np.vstack([crowd, theme])
+    labels = hdbscan_labels(vectors, ClusterParams(dims=24, min_cluster_size=15))
+    found = [c for c in set(labels.tolist()) - {NOISE} if spread(vectors[labels == c]) <= 0.5]
+    assert found == sorted(set(labels.tolist()) - {NOISE})  # every cluster returned is a tight one
+    assert any((labels[400:] == c).mean() > 0.8 for c in found)
+    assert (labels[:400] == NOISE).mean() > 0.8
+    assert spread(crowd) > 0.6 and spread(theme) < 0.2
 
 
 def test_too_few_points_for_a_cluster_is_all_noise() -> None:
