@@ -18,7 +18,8 @@ The file (``EVALSTREAM_EVAL_CONFIG``) looks like this::
 
     [apps."*"]                       # optional: used for apps the file does not name
 
-Apps and the defaults may also name ``primary`` and ``supporting`` metrics and a ``drift`` table of thresholds,
+Apps and the defaults may also name ``primary`` and ``supporting`` metrics, a ``drift`` table of thresholds and a
+``clusters`` table (what counts as a failed generation),
 for the API (:mod:`metrics.analysis`). A route's effective settings are: route → app → ``apps."*"`` → defaults.
 Unknown keys, empty exemplar lists, thresholds outside (0, 1], negative weights and topic names that are not
 ``[a-z0-9_]+`` are errors; the message names the field, e.g. ``apps.support-bot.topics.medical_advice.threshold:
@@ -88,6 +89,7 @@ class AppSpec(RouteSpec):
     primary: str | None = None
     supporting: list[str] | None = None
     drift: dict[str, Any] | None = None
+    clusters: dict[str, Any] | None = None
 
 
 class Defaults(_Strict):
@@ -96,6 +98,7 @@ class Defaults(_Strict):
     primary: str | None = None
     supporting: list[str] | None = None
     drift: dict[str, Any] | None = None
+    clusters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

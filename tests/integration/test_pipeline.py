@@ -6,7 +6,7 @@ import json
 import math
 import signal
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -191,6 +191,25 @@ def test_pipeline_end_to_end(settings: Settings, tmp_path: Path, monkeypatch: py
         assert [point["mean"], point["p50"], point["p95"]] == pytest.approx(list(row[3:]))
     n_generations = sum(e["type"] == "generation" for e in traffic.events)
     assert sum(p["count"] for p in body["data"]) == n_generations
+
+    # Failure clusters read the worker's files: every generation counted once, failures as the events say.
+    times = sorted(datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) for e in traffic.events)
+    window = {"since": times[0].isoformat(), "until": (times[-1] + timedelta(seconds=1)).isoformat(),
+              "signals": "thumbs_down,regenerated"}  # fmt: skip
+    clusters = client.get("/v1/clusters", params=window)
+    assert clusters.status_code == 200, clusters.text
+    answer = clusters.json()
+    embedded = {row[0] for row in con.execute("SELECT generation_id FROM embeddings").fetchall()}
+    assert answer["generations"] == len(embedded) and answer["without_embeddings"] == n_generations - len(embedded)
+    latest_thumbs: dict[str, tuple[str, str]] = {}
+    for e in traffic.events:
+        if e["type"] == "feedback" and e.get("thumbs") and e["ts"] >= latest_thumbs.get(e["generation_id"], ("",))[0]:
+            latest_thumbs[e["generation_id"]] = (e["ts"], e["thumbs"])
+    regenerated_ids = {e["generation_id"] for e in traffic.events if e["type"] == "regenerate"}
+    failed = {g for g, (_, t) in latest_thumbs.items() if t == "down"} | regenerated_ids
+    assert answer["failures"] == len(failed & embedded) > 0
+    for cluster in answer["data"]:
+        assert cluster["failures"] <= cluster["size"] and cluster["lift"] >= 1
 
 
 def _check_embedding_scores(con: duckdb.DuckDBPyConnection, traffic) -> None:  # type: ignore[no-untyped-def]

@@ -102,6 +102,12 @@ def test_empty_config_resolves_to_nothing() -> None:
         ("[defaults]\ntopic_threshold = 0", "defaults.topic_threshold", "Input should be greater than 0"),
         ("[defaults.drift]\nalpha = 0.9", "defaults.drift.alpha", "must be a number in (0, 0.5), got 0.9"),
         (
+            '[apps.bot.clusters]\nsignals = ["thumbs_down", "oops"]',
+            "apps.bot.clusters.signals",
+            "unknown signal 'oops' (known: thumbs_down, regenerated, refreshed, edited, guardrail, pii, error, "
+            "low_quality)",
+        ),
+        (
             '[apps.bot]\nsupporting = "latency_ms"',
             "apps.bot.supporting",
             "must be a list of metric names, got 'latency_ms'",
