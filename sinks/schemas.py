@@ -2,7 +2,8 @@
 
 - ``events``: every valid event, one wide nullable row (the union of all event types' fields) plus
   ``extra`` (unknown fields, as JSON) and its Kafka coordinates ``_topic``/``_partition``/``_offset``.
-- ``scores``: long format, one row per metric value.
+- ``scores``: long format, one row per metric value, labelled with its generation's app, route, model, prompt
+  and index versions (and, for span scores, the span's ``component``).
 - ``embeddings``: one row per scored generation: its output (and input) embedding as ``int8[384]`` (the
   direction, scaled to ±127; compare with ``array_cosine_similarity(CAST(a AS FLOAT[384]), ...)`` in DuckDB)
   and the encoder that made it.
@@ -13,8 +14,9 @@ All timestamps are UTC, stored without a zone (``timestamp[us]``). Each dataset 
 
 Example::
 
-    >>> SCORES_SCHEMA.names
-    ['event_id', 'generation_id', 'ts', 'app', 'route', 'model', 'prompt_version', 'metric', 'value']
+    >>> SCORES_SCHEMA.names  # doctest: +NORMALIZE_WHITESPACE
+    ['event_id', 'generation_id', 'ts', 'app', 'route', 'model', 'prompt_version', 'metric', 'value',
+     'index_version', 'component']
     >>> EMBEDDING.list_size
     384
 """
@@ -37,6 +39,7 @@ EVENTS_SCHEMA = pa.schema([
     ("edited_output", pa.string()),
     ("span_id", pa.string()), ("parent_span_id", pa.string()), ("component", pa.string()),
     ("name", pa.string()), ("start", TS), ("end", TS), ("status", pa.string()),
+    ("index_version", pa.string()), ("tags", pa.map_(pa.string(), pa.string())),
     ("extra", pa.string()),
     ("_topic", pa.string()), ("_partition", pa.int32()), ("_offset", pa.int64()),
 ])  # fmt: skip
@@ -44,7 +47,7 @@ EVENTS_SCHEMA = pa.schema([
 SCORES_SCHEMA = pa.schema([
     ("event_id", pa.string()), ("generation_id", pa.string()), ("ts", TS), ("app", pa.string()),
     ("route", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
-    ("metric", pa.string()), ("value", pa.float64()),
+    ("metric", pa.string()), ("value", pa.float64()), ("index_version", pa.string()), ("component", pa.string()),
 ])  # fmt: skip
 
 EMBEDDING = pa.list_(pa.int8(), EMBEDDING_DIM)  # direction only, see metrics.similarity.to_int8
@@ -53,6 +56,7 @@ EMBEDDINGS_SCHEMA = pa.schema([
     ("event_id", pa.string()), ("generation_id", pa.string()), ("ts", TS), ("app", pa.string()),
     ("route", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()), ("encoder", pa.string()),
     ("output_embedding", EMBEDDING), ("input_embedding", EMBEDDING), ("embedded_at", TS),
+    ("index_version", pa.string()),
 ])  # fmt: skip
 
 DLQ_SCHEMA = pa.schema([

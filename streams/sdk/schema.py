@@ -36,6 +36,9 @@ from pydantic import (
 )
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
+MAX_TAGS = 32
+TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+TagValue = Annotated[str, Field(max_length=256)]
 EVENT_TYPES = ("generation", "feedback", "edit", "regenerate", "span")
 
 
@@ -78,7 +81,15 @@ class GenerationEvent(BaseEvent):
     tokens_out: int | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0)
     error: str | None = Field(default=None, description="Error message when the call failed.")
-    trace_id: str | None = None
+    trace_id: str | None = Field(default=None, description="The trace whose spans this generation belongs to.")
+    index_version: NonEmpty | None = Field(
+        default=None, description="Version of the retrieval index or knowledge base the answer drew on."
+    )
+    tags: Annotated[dict[TagName, TagValue], Field(max_length=MAX_TAGS)] | None = Field(
+        default=None,
+        description=f"Free labels (deployment, region, experiment arm, data snapshot…): at most {MAX_TAGS}, names of "
+        "letters, digits, '_', '.', '-' (1-64), string values of at most 256 characters.",
+    )
 
 
 class FeedbackEvent(BaseEvent):

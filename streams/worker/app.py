@@ -42,6 +42,7 @@ from streams.worker.embedding_scores import EmbeddingScorer
 from streams.worker.evalconfig import ReferenceBook
 from streams.worker.join import GenerationJoin
 from streams.worker.persist import ParquetSinks
+from streams.worker.traces import TraceJoin
 
 log = logging.getLogger("evalstream.worker")
 
@@ -129,7 +130,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     recent = table("recent_outputs")
     # latest generation per session/app/route/input, for refreshes (keys from the session's partition)
     asks = table("recent_asks")
-    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks)
+    # spans and the generation of their trace, by trace id (streams.worker.traces)
+    traces = TraceJoin(table("traces"), settings.join_ttl_s)
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

@@ -11,7 +11,8 @@ agent begins batch N+1 while N completes. Pass 2, :meth:`BatchProcessor.complete
 3. edits: one batched Levenshtein call;
 4. novelty scores, once the thread is done;
 5. embedding scores, once the model is done (:mod:`streams.worker.embedding_scores`);
-6. state: recent outputs, join and ask expiry written to the tables;
+6. state: recent outputs, join, ask and trace expiry written to the tables (spans whose generation never came are
+   scored here: :mod:`streams.worker.traces`);
 7. Kafka: the dead letters and the tables' changelog writes acknowledged;
 8. persist: each partition's rows written to Parquet, durably (:mod:`streams.worker.persist`); only then does
    ``complete`` return and the agent ack the batch's offsets.
@@ -37,7 +38,7 @@ from faust.types import EventT
 from metrics.novelty import RecentOutputs
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.current_event import set_current_event
-from streams.sdk.schema import EditEvent, Event, EventValidationError, GenerationEvent, parse_event
+from streams.sdk.schema import EditEvent, Event, EventValidationError, GenerationEvent, SpanEvent, parse_event
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
 from streams.worker.dead_letters import dead_letter_headers
@@ -48,6 +49,7 @@ from streams.worker.persist import ParquetSinks, PartitionBatch, write_until_dur
 from streams.worker.refreshes import Refreshes
 from streams.worker.rows import dlq_row, event_row, score_row
 from streams.worker.scoring import GenerationRef, Score, edit_scores, scores_for
+from streams.worker.traces import TraceJoin
 
 log = logging.getLogger("evalstream.worker")
 
@@ -100,9 +102,12 @@ class BatchProcessor:
         settings: Settings | None = None,
         embedder: EmbeddingScorer | None = None,
         asks: MutableMapping[str, Any] | None = None,
+        traces: TraceJoin | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.join = join
+        # spans and their generation, by trace id (both arrival orders; see streams.worker.traces)
+        self.traces = traces if traces is not None else TraceJoin({}, self.settings.join_ttl_s)
         self.dlq_topic = dlq_topic
         self.sinks = sinks
         self.counters = counters
@@ -115,9 +120,10 @@ class BatchProcessor:
         self._next_offset: dict[tuple[str, int], int] = {}
 
     def reset(self) -> None:
-        """Forget the offsets seen and the refresh state's expiry heaps (call on partition assignment)."""
+        """Forget the offsets seen and the refresh and trace state's expiry heaps (call on partition assignment)."""
         self._next_offset.clear()
         self.refreshes.reset()
+        self.traces.reset()
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One batch, start to end (the agent overlaps :meth:`begin` of the next batch with :meth:`complete`)."""
@@ -206,7 +212,11 @@ class BatchProcessor:
             scores = scores_for(event, generation)
             scores += self.refreshes.scores(event, partition, offset, now)
             self.join.remember(generation, partition, now)
+            if event.trace_id:
+                scores += self.traces.on_generation(generation, event.trace_id, partition, offset, now)
             return scores
+        if isinstance(event, SpanEvent):
+            return self.traces.on_span(event, partition, offset, now)
         ref = self._lookup(event, now)
         if isinstance(event, EditEvent) and ref is not None:
             scored.edits.append((part, event, ref))
@@ -254,10 +264,12 @@ class BatchProcessor:
             set_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
             self.refreshes.expire(part.partition, now)
+            self._add_scores(part, self.traces.expire_spans(part.partition, part.first_offset, part.last_offset, now))
+        self.counters.spans_unjoined = self.traces.unjoined
 
     async def _flush_kafka(self, scored: ScoredBatch) -> None:
         """The dead letters and the tables' changelogs hold the batch before its offsets can commit."""
-        tables = (self.join.table, self.novelty.recent, self.refreshes.table)
+        tables = (self.join.table, self.novelty.recent, self.refreshes.table, self.traces.table)
         flushes = [t.flush() for t in tables if isinstance(t, BatchedChangelogTable)]
         await asyncio.gather(*scored.deliveries, *flushes)
 

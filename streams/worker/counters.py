@@ -23,6 +23,7 @@ class WorkerCounters:
     orphans: int = 0  # edit/feedback/regenerate whose generation is unknown or expired
     refreshes: int = 0  # generations that asked an earlier input of their session again
     expired: int = 0  # generations dropped from the join table
+    spans_unjoined: int = 0  # spans scored without their generation's labels (it never came within the join TTL)
     batches: int = 0
     write_retries: int = 0
     skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)

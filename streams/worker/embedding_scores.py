@@ -155,6 +155,7 @@ class EmbeddingScorer:
                 "output_embedding": stored_out[i],
                 "input_embedding": stored_in[i] if has_input[i] else None,
                 "embedded_at": now,
+                "index_version": gen.index_version,
             }
             results.append(Embedded(scores_of(gen, GenerationRef.of(gen), v), row))
         return results

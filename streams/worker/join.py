@@ -77,18 +77,25 @@ class ExpiringTable:
             return None
         return {k: v for k, v in value.items() if k not in ("p", "exp")}
 
-    def expire(self, partition: int, now: float, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` keys of ``partition`` whose time is up; returns how many."""
+    def due(self, partition: int, now: float, limit: int = 10_000) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` keys of ``partition`` whose time is up, with their values (taken off the expiry heap:
+        the caller deletes them, or writes them again with a new expiry)."""
         heap = self._heap(partition)
-        removed = 0
-        while heap and heap[0][0] <= now and removed < limit:
+        found: dict[str, dict[str, Any]] = {}
+        while heap and heap[0][0] <= now and len(found) < limit:
             _, key = heapq.heappop(heap)
             value = self.table.get(key)
             # a key written again later has a newer expiry (and its own heap entry)
             if value and _due(value, now):
-                del self.table[key]
-                removed += 1
-        return removed
+                found[key] = value
+        return list(found.items())
+
+    def expire(self, partition: int, now: float, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` keys of ``partition`` whose time is up; returns how many."""
+        due = self.due(partition, now, limit)
+        for key, _ in due:
+            del self.table[key]
+        return len(due)
 
 
 class GenerationJoin(ExpiringTable):

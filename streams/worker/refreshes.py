@@ -64,23 +64,27 @@ class Refreshes:
         key = ask_key(event.session_id, event.app, event.route, event.input)
         ts = event.ts.timestamp()
         stored = self.asks.get(key)
-        # [offset, generation_id, ts, model, prompt_version], sorted by offset
+        # [offset, generation_id, ts, model, prompt_version, index_version], sorted by offset (entries written
+        # before index versions existed have five fields)
         asks: list[list[Any]] = [a for a in (stored or {}).get("asks", ()) if a[0] != offset]
         before = [a for a in asks if a[0] < offset]
-        asks.insert(len(before), [offset, event.generation_id, ts, event.model, event.prompt_version])
+        asks.insert(len(before), [offset, event.generation_id, ts, event.model, event.prompt_version,
+                                  event.index_version])  # fmt: skip
         self.asks.put(key, {"asks": asks[-ASKS_KEPT:]}, partition, now)
         if not before or not within_window(before[-1][2], ts, self.window_s):
             return []
         self.counters.refreshes += 1
-        _, generation_id, _, model, prompt_version = before[-1]
-        return refresh_scores(event, generation_id, model, prompt_version)
+        _, generation_id, _, model, prompt_version, *index = before[-1]
+        return refresh_scores(event, generation_id, model, prompt_version, index[0] if index else None)
 
 
-def refresh_scores(event: GenerationEvent, generation_id: str, model: str, prompt_version: str) -> list[Score]:
+def refresh_scores(
+    event: GenerationEvent, generation_id: str, model: str, prompt_version: str, index_version: str | None = None
+) -> list[Score]:
     """``refreshed`` = 1 on the earlier generation (id and labels as the worker kept them) that ``event`` asked
     again (see :mod:`metrics.refresh`). The row's event is ``event``, its generation the earlier one, like a
     regenerate's."""
     return [
         Score(event.event_id, generation_id, event.ts_utc, event.app, event.route, model, prompt_version,
-              "refreshed", 1.0)
+              "refreshed", 1.0, index_version)
     ]  # fmt: skip

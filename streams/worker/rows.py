@@ -50,6 +50,8 @@ def event_row(event: Event, topic: str, partition: int, offset: int, store_text:
     for column in TEXT_COLUMNS:
         if column in known:
             known[column] = _store(known[column], store_text)
+    if known.get("tags") is not None:
+        known["tags"] = list(known["tags"].items())  # an Arrow map
     extra = event.model_extra or None
     if extra and store_text != "full":
         extra = {"_redacted": True} if store_text == "none" else json.loads(redact(json.dumps(extra)))
@@ -74,6 +76,8 @@ def score_row(score: Score) -> dict[str, Any]:
         "prompt_version": score.prompt_version,
         "metric": score.metric,
         "value": score.value,
+        "index_version": score.index_version,
+        "component": score.component,
     }
 
 

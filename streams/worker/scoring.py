@@ -33,6 +33,7 @@ from streams.sdk.schema import (
     FeedbackEvent,
     GenerationEvent,
     RegenerateEvent,
+    SpanEvent,
 )
 
 
@@ -46,12 +47,13 @@ class GenerationRef:
     model: str
     prompt_version: str
     output: str
+    index_version: str | None = None  # absent from entries stored before it existed
 
     @classmethod
     def of(cls, gen: GenerationEvent) -> GenerationRef:
-        return cls(gen.generation_id, gen.app, gen.route, gen.model, gen.prompt_version, gen.output)
+        return cls(gen.generation_id, gen.app, gen.route, gen.model, gen.prompt_version, gen.output, gen.index_version)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | None]:
         # not dataclasses.asdict, which deep-copies each field: this runs once per generation
         return {
             "generation_id": self.generation_id,
@@ -60,6 +62,7 @@ class GenerationRef:
             "model": self.model,
             "prompt_version": self.prompt_version,
             "output": self.output,
+            "index_version": self.index_version,
         }
 
     @classmethod
@@ -83,16 +86,47 @@ class Score(NamedTuple):
     prompt_version: str | None
     metric: str
     value: float
+    index_version: str | None = None
+    component: str | None = None  # span scores: the span's component
 
 
 def scores_of(event: Event, ref: GenerationRef | None, values: dict[str, float | None]) -> list[Score]:
     gid = getattr(event, "generation_id", None)
     event_id, ts, app = event.event_id, event.ts_utc, event.app  # once, not per metric
-    route, model, version = (ref.route, ref.model, ref.prompt_version) if ref else (None, None, None)
+    route, model, version, index = (
+        (ref.route, ref.model, ref.prompt_version, ref.index_version) if ref else (None, None, None, None)
+    )
     return [
-        Score(event_id, gid, ts, app, route, model, version, metric, float(value))
+        Score(event_id, gid, ts, app, route, model, version, metric, float(value), index)
         for metric, value in values.items()
         if value is not None
+    ]
+
+
+OK_STATUSES = frozenset({"ok", "unset", "success", "succeeded", "status_code_ok", "status_code_unset"})
+
+
+def span_scores(span: SpanEvent, ref: GenerationRef | None) -> list[Score]:
+    """``span_duration_ms`` and ``span_error`` (1 unless the status is ok, unset or success, in any case) of one
+    span, labelled with its component and, when known, its trace's generation (id, route, model, versions).
+
+    >>> from streams.sdk.schema import parse_event
+    >>> span = parse_event(b'{"type":"span","event_id":"s1","ts":"2026-11-25T10:00:01Z","session_id":"s","app":"chat",'
+    ...     b'"trace_id":"t","span_id":"a","component":"retriever","name":"search","status":"TIMEOUT",'
+    ...     b'"start":"2026-11-25T10:00:00Z","end":"2026-11-25T10:00:00.250Z"}')
+    >>> [(s.metric, s.value, s.component, s.generation_id) for s in span_scores(span, None)]
+    [('span_duration_ms', 250.0, 'retriever', None), ('span_error', 1.0, 'retriever', None)]
+    """
+    duration = (span.end - span.start).total_seconds() * 1000.0
+    error = 0.0 if span.status.strip().lower() in OK_STATUSES else 1.0
+    gid, route, model, version, index = (
+        (ref.generation_id, ref.route, ref.model, ref.prompt_version, ref.index_version)
+        if ref
+        else (None, None, None, None, None)
+    )
+    return [
+        Score(span.event_id, gid, span.ts_utc, span.app, route, model, version, metric, value, index, span.component)
+        for metric, value in (("span_duration_ms", duration), ("span_error", error))
     ]
 
 
@@ -105,7 +139,7 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     - regenerate: ``regenerated`` = 1 on the original generation.
     - (a generation that repeats an earlier input also gives ``refreshed`` = 1 on the earlier one; the worker
       keeps that state, see :mod:`streams.worker.refreshes`.)
-    - span: none yet.
+    - span: see :func:`span_scores` (the worker joins it to its trace's generation first: streams.worker.traces).
     """
     if isinstance(event, GenerationEvent):
         return scores_of(event, ref or GenerationRef.of(event), {
@@ -123,6 +157,8 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
         return scores_of(event, ref, {"thumbs_up": thumbs, "feedback_score": event.score})
     if isinstance(event, RegenerateEvent):
         return scores_of(event, ref, {"regenerated": 1.0})
+    if isinstance(event, SpanEvent):
+        return span_scores(event, ref)
     return []
 
 

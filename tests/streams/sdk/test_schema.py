@@ -59,8 +59,8 @@ def test_timestamps_normalise_to_utc() -> None:
 
 
 def test_unknown_fields_are_kept_through_a_round_trip() -> None:
-    ev = parse_event(json.dumps({**GEN, "tenant": "acme", "tags": ["a", "b"]}))
-    assert ev.model_extra == {"tenant": "acme", "tags": ["a", "b"]}
+    ev = parse_event(json.dumps({**GEN, "tenant": "acme", "labels": ["a", "b"]}))
+    assert ev.model_extra == {"tenant": "acme", "labels": ["a", "b"]}
     again = parse_event(ev.to_json_bytes())
     assert again.model_extra == ev.model_extra and again == ev
 
