@@ -19,14 +19,22 @@ import numpy as np
 from metrics.similarity import EMBEDDING_DIM
 from sinks.catalog import query, query_arrow
 
-GROUP_COLUMNS = ("app", "route", "model", "prompt_version")
+GROUP_COLUMNS = ("app", "route", "model", "prompt_version", "index_version")
+# the labels of a score row: the generation's, and the component of a span score
+SCORE_COLUMNS = (*GROUP_COLUMNS, "component")
 # rows from ``$since`` (inclusive) to ``$until`` (exclusive), either of them NULL for no bound
 _OPTIONAL_TIME = "($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)"
 
 
 def _labels_equal(*columns: str) -> str:
-    """Rows whose ``columns`` equal the parameters of the same names (a NULL parameter: any value)."""
-    return " AND ".join(f"(${c} IS NULL OR {c} = ${c})" for c in columns)
+    """Rows whose ``columns`` equal the parameters of the same names (a NULL parameter: any value). ``component``
+    only narrows span scores: a score without a component (every other metric) is kept."""
+    return " AND ".join(
+        "($component IS NULL OR component IS NULL OR component = $component)"
+        if c == "component"
+        else f"(${c} IS NULL OR {c} = ${c})"
+        for c in columns
+    )
 
 
 def timeseries(
@@ -43,11 +51,11 @@ def timeseries(
 
     Buckets are ``time_bucket(window, ts)`` (aligned to midnight UTC for windows that divide a day);
     ``since`` is inclusive, ``until`` exclusive; both are naive UTC. ``filters``: only rows whose ``app``,
-    ``route``, ``model`` or ``prompt_version`` equal the value given (None: any).
+    ``route``, ``model``, ``prompt_version``, ``index_version`` or ``component`` equal the value given (None: any).
     """
-    filters = {column: (filters or {}).get(column) for column in GROUP_COLUMNS}
-    if group_by is not None and group_by not in GROUP_COLUMNS:
-        raise ValueError(f"group_by must be one of {', '.join(GROUP_COLUMNS)}")
+    filters = {column: (filters or {}).get(column) for column in SCORE_COLUMNS}
+    if group_by is not None and group_by not in SCORE_COLUMNS:
+        raise ValueError(f"group_by must be one of {', '.join(SCORE_COLUMNS)}")
     group = group_by or "NULL::VARCHAR"
     sql = f"""
         SELECT time_bucket(to_seconds($window), ts) AS bucket,
@@ -57,7 +65,7 @@ def timeseries(
                quantile_cont(value, 0.5) AS p50,
                quantile_cont(value, 0.95) AS p95
         FROM scores
-        WHERE metric = $metric AND {_OPTIONAL_TIME} AND {_labels_equal(*GROUP_COLUMNS)}
+        WHERE metric = $metric AND {_OPTIONAL_TIME} AND {_labels_equal(*SCORE_COLUMNS)}
         GROUP BY ALL
         ORDER BY bucket, "group" NULLS FIRST
         {"LIMIT " + str(int(limit)) if limit else ""}
@@ -77,10 +85,12 @@ def is_rate(metric: str) -> bool:
     return metric in RATE_METRICS or metric.startswith("guardrail_")
 
 
-def _cohort_filter(dimension: str) -> str:
+def _cohort_filter(dimension: str, scores: bool = True) -> str:
+    """A cohort's rows: of the scores (``component`` filters them too), or of the ``generations`` view."""
     if dimension not in GROUP_COLUMNS:
         raise ValueError(f"dimension must be one of {', '.join(GROUP_COLUMNS)}")
-    return f"{dimension} = $value AND {_labels_equal('app', 'route')} AND {_OPTIONAL_TIME}"
+    labels = _labels_equal("app", "route", "component") if scores else _labels_equal("app", "route")
+    return f"{dimension} = $value AND {labels} AND {_OPTIONAL_TIME}"
 
 
 def cohort_rate(
@@ -90,8 +100,9 @@ def cohort_rate(
     generation without the score counts as 0)."""
     if metric not in GENERATION_RATES:
         raise ValueError(f"{metric} is not a rate over generations")
-    sql = f"SELECT coalesce(sum({metric}), 0), count(*) FROM generations WHERE {_cohort_filter(dimension)}"
-    (k, n), *_ = query(con, sql, {**filters, "value": value})[1]
+    sql = f"SELECT coalesce(sum({metric}), 0), count(*) FROM generations WHERE {_cohort_filter(dimension, False)}"
+    params = {k: v for k, v in filters.items() if k != "component"}
+    (k, n), *_ = query(con, sql, {**params, "value": value})[1]
     return int(k), int(n)  # type: ignore[call-overload]
 
 
@@ -105,7 +116,7 @@ def cohort_aggregates(
         SELECT metric, {dimension}, count(*), sum(value), avg(value), var_samp(value), quantile_cont(value, 0.95)
         FROM scores
         WHERE list_contains($metrics, metric) AND {dimension} IN ($a, $b)
-          AND {_labels_equal("app", "route")} AND {_OPTIONAL_TIME}
+          AND {_labels_equal("app", "route", "component")} AND {_OPTIONAL_TIME}
         GROUP BY ALL"""
     rows = query(con, sql, {**filters, "metrics": metrics, "a": sides[0], "b": sides[1]})[1]
     return {(str(r[0]), str(r[1])): (int(r[2]), float(r[3]), r[4], r[5], r[6]) for r in rows}  # type: ignore[call-overload,arg-type,misc]
@@ -144,12 +155,13 @@ def unknown_metrics(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[st
 
 
 EMBEDDING_SIGNALS = ("output_embedding", "input_embedding")
-CATEGORICAL_SIGNALS = ("route", "model", "prompt_version")
+CATEGORICAL_SIGNALS = ("route", "model", "prompt_version", "index_version")
 
 
-def _window_filter(group_by: str | None) -> str:
+def _window_filter(group_by: str | None, scores: bool = False) -> str:
     group = f"AND {group_by} IS NOT DISTINCT FROM $group" if group_by else ""
-    return f"ts >= $since AND ts < $until AND {_labels_equal(*GROUP_COLUMNS)} {group}"
+    labels = _labels_equal(*(SCORE_COLUMNS if scores else GROUP_COLUMNS))
+    return f"ts >= $since AND ts < $until AND {labels} {group}"
 
 
 def drift_sample(
@@ -166,16 +178,17 @@ def drift_sample(
     Embeddings come back as a float32 array (one unit row per generation), scores as float values, categorical
     labels as strings.
     """
-    where = _window_filter(group_by)
+    source = _drift_source(signal)
+    where = _window_filter(group_by, source == "scores")
+    params = _drift_params(params, source, signal)
     if signal in EMBEDDING_SIGNALS:
-        source, column, key = "embeddings", f"{signal}", "generation_id"
+        column, key = f"{signal}", "generation_id"
         where += f" AND {signal} IS NOT NULL"
     elif signal in CATEGORICAL_SIGNALS:
-        source, column, key = "generations", signal, "generation_id"
+        column, key = signal, "generation_id"
     else:
-        source, column, key = "scores", "value", "event_id"
+        column, key = "value", "event_id"
         where += " AND metric = $metric"
-        params = {**params, "metric": signal}
     total_sql = f"SELECT count(*) FROM {source} WHERE {where}"
     total = int(query(con, total_sql, params)[1][0][0])  # type: ignore[call-overload]
     sql = f"SELECT {column} FROM {source} WHERE {where} ORDER BY hash({key}), {key} LIMIT {int(cap)}"
@@ -190,10 +203,19 @@ def drift_sample(
 
 def drift_groups(con: duckdb.DuckDBPyConnection, signal: str, group_by: str, params: dict[str, Any]) -> list[Any]:
     """The values of ``group_by`` seen in a window (for a grouped drift series)."""
-    source = (
-        "embeddings" if signal in EMBEDDING_SIGNALS else "generations" if signal in CATEGORICAL_SIGNALS else "scores"
-    )
+    source = _drift_source(signal)
     extra = "" if source != "scores" else " AND metric = $metric"
-    params = params if source != "scores" else {**params, "metric": signal}
-    sql = f"SELECT DISTINCT {group_by} FROM {source} WHERE {_window_filter(None)}{extra} ORDER BY 1 NULLS FIRST"
-    return [row[0] for row in query(con, sql, params)[1]]
+    where = _window_filter(None, source == "scores")
+    sql = f"SELECT DISTINCT {group_by} FROM {source} WHERE {where}{extra} ORDER BY 1 NULLS FIRST"
+    return [row[0] for row in query(con, sql, _drift_params(params, source, signal))[1]]
+
+
+def _drift_source(signal: str) -> str:
+    return "embeddings" if signal in EMBEDDING_SIGNALS else "generations" if signal in CATEGORICAL_SIGNALS else "scores"
+
+
+def _drift_params(params: dict[str, Any], source: str, signal: str) -> dict[str, Any]:
+    """The query parameters for ``source``: the metric for scores; only scores have a ``component``."""
+    if source == "scores":
+        return {**params, "metric": signal}
+    return {k: v for k, v in params.items() if k != "component"}

@@ -26,12 +26,15 @@ Example::
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+from functools import cache
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
@@ -91,7 +94,8 @@ WITH outcomes AS (
     WHERE generation_id IS NOT NULL
     GROUP BY generation_id
 )
-SELECT e.generation_id, e.ts, e.app, e.route, e.model, e.prompt_version, e.session_id, e.trace_id,
+SELECT e.generation_id, e.ts, e.app, e.route, e.model, e.prompt_version, e.index_version, e.tags, e.session_id,
+       e.trace_id,
        e.latency_ms, e.tokens_in, e.tokens_out, e.cost_usd,
        CAST(e.error IS NOT NULL AS INTEGER) AS error, e.error AS error_message,
        o.thumbs_up, coalesce(o.feedbacks, 0) AS feedbacks, o.feedback_score,
@@ -138,17 +142,29 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@cache
+def _schema_file(name: str) -> str:
+    """An empty Parquet file with every column of dataset ``name``, in a temporary folder of this process: read
+    with the dataset's files (``union_by_name``), it gives the view the columns files written before a column
+    existed lack (as NULL)."""
+    folder = Path(tempfile.mkdtemp(prefix="evalstream-schema-")) / name / "dt=1970-01-01"
+    folder.mkdir(parents=True)
+    pq.write_table(DATASETS[name].empty_table(), folder / "empty.parquet")
+    return str(folder / "empty.parquet")
+
+
 def _dataset_view(name: str, pattern: str) -> str:
     """A dataset's view: every file of the glob ``pattern`` but those a ``.compacted`` file of the same folder and
     source partition covers (the inputs of a compaction, between its rename and their deletion: see
     :mod:`sinks.compaction`), so a reader never sees a row twice. File names compare as text: offsets are
-    zero-padded."""
+    zero-padded. Columns that no file has yet (files from before they existed) read as NULL."""
     parts = r"'^(.*)/([^/]+)-(\d{5})-(\d{20})-(\d{20})(\.compacted)?\.parquet$'"
     fields = "['dir', 'topic', 'part', 'first', 'last', 'compacted']"
+    files = f"[{pattern}, {_sql_string(_schema_file(name))}]"
     return f"""
         CREATE OR REPLACE VIEW {name} AS
         SELECT * EXCLUDE (filename)
-        FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true,
+        FROM read_parquet({files}, hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true,
                           filename = true)
         WHERE filename NOT IN (
             WITH f AS (SELECT file, regexp_extract(file, {parts}, {fields}) AS r FROM glob({pattern}))

@@ -144,7 +144,8 @@ def get_compare(
     db: DuckDB,
     config: EvalConfig,
     dimension: Annotated[
-        Literal["model", "prompt_version", "route", "app"], Query(description="What the cohorts differ in")
+        Literal["model", "prompt_version", "index_version", "route", "app"],
+        Query(description="What the cohorts differ in"),
     ],
     a: Annotated[str, Query(min_length=1, max_length=256, description="Cohort a: this value of the dimension")],
     b: Annotated[str, Query(min_length=1, max_length=256, description="Cohort b (difference = b - a)")],
@@ -158,6 +159,9 @@ def get_compare(
     ] = None,
     app: Annotated[str | None, Query(max_length=256, description="Only this app")] = None,
     route: Annotated[str | None, Query(max_length=256, description="Only this route")] = None,
+    component: Annotated[
+        str | None, Query(max_length=512, description="Only span scores of this component (e.g. span_duration_ms)")
+    ] = None,
     since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
     alpha: Annotated[float, Query(gt=0, lt=0.5, description="Significance level")] = DEFAULT_ALPHA,
@@ -175,7 +179,8 @@ def get_compare(
         names = _metric_list(metrics, configured.primary, configured.supporting)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    filters: dict[str, Any] = {"app": app, "route": route, "since": since_utc, "until": until_utc}
+    filters: dict[str, Any] = {"app": app, "route": route, "component": component, "since": since_utc,
+                               "until": until_utc}  # fmt: skip
     scored = [m for m in names if m not in GENERATION_RATES]
     aggregates = cohort_aggregates(db, scored, dimension, (a, b), filters) if scored else {}
     if metrics is not None:  # a metric asked for by name must exist; only those without rows here are looked up

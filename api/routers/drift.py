@@ -122,7 +122,8 @@ def get_drift(
         str,
         Query(
             min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
-            description="output_embedding, input_embedding, a score metric, or route / model / prompt_version",
+            description="output_embedding, input_embedding, a score metric, or route / model / prompt_version / "
+            "index_version",
         ),
     ],
     reference_since: Annotated[datetime | None, Query(description="Reference window start (RFC 3339)")] = None,
@@ -130,11 +131,13 @@ def get_drift(
     current_since: Annotated[datetime | None, Query(description="Current window start (RFC 3339)")] = None,
     current_until: Annotated[datetime | None, Query(description="Current window end, exclusive")] = None,
     window: Annotated[str | None, Query(description="Cut the current window into buckets: 30s, 5m, 1h, 1d, 1w")] = None,
-    group_by: Annotated[Literal["app", "route", "model", "prompt_version"] | None, Query()] = None,
+    group_by: Annotated[Literal["app", "route", "model", "prompt_version", "index_version"] | None, Query()] = None,
     app: Annotated[str | None, Query(max_length=256)] = None,
     route: Annotated[str | None, Query(max_length=256)] = None,
     model: Annotated[str | None, Query(max_length=256)] = None,
     prompt_version: Annotated[str | None, Query(max_length=256)] = None,
+    index_version: Annotated[str | None, Query(max_length=256)] = None,
+    component: Annotated[str | None, Query(max_length=512, description="Score signals: only this component's")] = None,
     alpha: Annotated[
         float | None, Query(gt=0, lt=0.5, description="Significance level; default the config's (0.01)")
     ] = None,
@@ -150,12 +153,13 @@ def get_drift(
     if not embedding and not categorical and (signal in GENERATION_RATES or unknown_metrics(db, [signal])):
         raise HTTPException(
             status_code=422,
-            detail=f"unknown signal {signal!r}: output_embedding, input_embedding, route, model, prompt_version or a "
-            "scored metric",
+            detail=f"unknown signal {signal!r}: output_embedding, input_embedding, route, model, prompt_version, "
+            "index_version or a scored metric",
         )
     if group_by is not None and signal == group_by:
         raise HTTPException(status_code=422, detail=f"group_by must differ from the signal ({signal})")
-    filters = {"app": app, "route": route, "model": model, "prompt_version": prompt_version}
+    filters = {"app": app, "route": route, "model": model, "prompt_version": prompt_version,
+               "index_version": index_version, "component": component}  # fmt: skip
     reference_params = {**filters, "since": ref_since, "until": ref_until}
     groups: list[Any] = [None]
     if group_by is not None:

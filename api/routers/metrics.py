@@ -93,7 +93,8 @@ def get_timeseries(
     ],
     window: Annotated[str, Query(description="Bucket width: 30s, 5m, 1h, 1d, 1w")] = "1h",
     group_by: Annotated[
-        Literal["app", "route", "model", "prompt_version", "none"] | None, Query(description="Split by")
+        Literal["app", "route", "model", "prompt_version", "index_version", "component", "none"] | None,
+        Query(description="Split by"),
     ] = None,
     since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
@@ -101,6 +102,8 @@ def get_timeseries(
     route: Annotated[str | None, Query(max_length=256, description="Only this route")] = None,
     model: Annotated[str | None, Query(max_length=256, description="Only this model")] = None,
     prompt_version: Annotated[str | None, Query(max_length=256, description="Only this prompt version")] = None,
+    index_version: Annotated[str | None, Query(max_length=256, description="Only this index version")] = None,
+    component: Annotated[str | None, Query(max_length=512, description="Only span scores of this component")] = None,
 ) -> TimeseriesResponse:
     try:
         window_s = parse_window(window)
@@ -114,7 +117,9 @@ def get_timeseries(
             raise HTTPException(status_code=422, detail=_TOO_MANY)
     rows = timeseries(
         db, metric, window_s, None if group_by in (None, "none") else group_by, since_utc, until_utc,
-        limit=MAX_POINTS + 1, filters={"app": app, "route": route, "model": model, "prompt_version": prompt_version},
+        limit=MAX_POINTS + 1,
+        filters={"app": app, "route": route, "model": model, "prompt_version": prompt_version,
+                 "index_version": index_version, "component": component},
     )  # fmt: skip
     if len(rows) > MAX_POINTS:
         raise HTTPException(status_code=422, detail=_TOO_MANY)

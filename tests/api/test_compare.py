@@ -162,7 +162,10 @@ def test_default_metrics_come_in_order_on_an_empty_store(client: TestClient) -> 
     ("params", "message"),
     [
         ({"dimension": "model", "a": "x", "b": "x"}, "a and b must differ"),
-        ({"dimension": "colour", "a": "x", "b": "y"}, "Input should be 'model', 'prompt_version', 'route' or 'app'"),
+        (
+            {"dimension": "colour", "a": "x", "b": "y"},
+            "Input should be 'model', 'prompt_version', 'index_version', 'route' or 'app'",
+        ),
         ({"dimension": "model", "a": "x", "b": "y", "metrics": "no_such_metric"}, "unknown metric(s), never scored"),
         ({"dimension": "model", "a": "x", "b": "y", "metrics": " , "}, "name at least one metric"),
         ({"dimension": "model", "a": "x", "b": "y", "since": "2026-11-26T00:00:00Z", "until": "2026-11-25T00:00:00Z"},
