@@ -55,7 +55,7 @@ from metrics.clusters import (
 from metrics.similarity import to_int8
 from sinks.parquet import file_name
 from sinks.schemas import EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
-from streams.local.sample import BACKGROUND_TEMPLATES, TOPIC_TEMPLATES, topic_question
+from streams.local.prompts import BACKGROUND_TEMPLATES, TOPIC_TEMPLATES, topic_question
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 PLANTED_PER_CLASS = 400

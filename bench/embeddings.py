@@ -140,6 +140,7 @@ def stage(
     flush: int,
     workers: int = 1,
     placement: str = "process",
+    context_of: Callable[[int], list[str]] | None = None,
 ) -> dict[str, float]:
     """Generations → Kafka → ``workers`` worker processes (one consumer group); sentences/s from embedded_at.
 
@@ -148,6 +149,9 @@ def stage(
 
     Steady state only: from the moment every partition has had its first batch (so start-up, the group's
     rebalances and each worker's first batch do not count) to the last batch.
+
+    ``context_of(i)``: the retrieved passages of generation ``i`` (the RAG scores), none by default. The rate is
+    two texts per generation either way (``bench/rag.py`` compares generations per second).
     """
     from sinks.parquet import parse_file_name
     from streams.local.broker import LocalBroker
@@ -180,6 +184,7 @@ def stage(
                 "session_id": f"s{i % 97}", "app": apps[i % 3][0], "generation_id": f"g{i}",
                 "route": apps[i % 3][1], "model": "m", "prompt_version": "v1",
                 "input": texts[2 * i], "output": texts[2 * i + 1],
+                **({"context": context_of(i)} if context_of is not None else {}),
             }  # fmt: skip
 
         with Publisher(bootstrap, settings.events_topic) as pub:

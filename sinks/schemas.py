@@ -40,6 +40,7 @@ EVENTS_SCHEMA = pa.schema([
     ("span_id", pa.string()), ("parent_span_id", pa.string()), ("component", pa.string()),
     ("name", pa.string()), ("start", TS), ("end", TS), ("status", pa.string()),
     ("index_version", pa.string()), ("tags", pa.map_(pa.string(), pa.string())),
+    ("context", pa.list_(pa.struct([("text", pa.string()), ("source", pa.string()), ("id", pa.string())]))),
     ("extra", pa.string()),
     ("_topic", pa.string()), ("_partition", pa.int32()), ("_offset", pa.int64()),
 ])  # fmt: skip

@@ -140,6 +140,20 @@ def _summary(data: Path, base: str) -> None:
             f"{'significant' if primary['significant'] else 'not significant'})",
             bold=True,
         )
+    components = f"{base}/v1/components?app=docs-assistant"
+    with urllib.request.urlopen(components, timeout=30) as resp:
+        parts = json.loads(resp.read())["data"]
+    con = connect(data)
+    try:
+        traced = con.execute(
+            "SELECT trace_id FROM generations WHERE app = 'docs-assistant' AND thumbs_up = 0 AND trace_id IS NOT NULL "
+            "ORDER BY ts LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
+    for part in parts:
+        _say(f"  {part['component']:<10} {part['spans']:>5} spans, p95 {part['p95_ms']:.0f} ms, "
+             f"errors {part['error_rate']:.1%}")  # fmt: skip
     _say("Where to look:", bold=True)
     rows = [
         ("API docs", f"{base}/docs"),
@@ -147,6 +161,9 @@ def _summary(data: Path, base: str) -> None:
         ("compare two models", compare),
         ("edit ratio by route", f"{base}/v1/metrics/timeseries?metric=edit_ratio&window=30m&group_by=route"),
         ("quality by model", f"{base}/v1/metrics/timeseries?metric=quality&window=1h&group_by=model"),
+        ("pipeline components", components),
+        *([("a thumbs-down trace", f"{base}/v1/traces/{traced[0]}")] if traced else []),
+        ("groundedness by index", f"{base}/v1/metrics/timeseries?metric=groundedness&window=1h&group_by=index_version"),
         (
             "SQL",
             f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT model, avg(thumbs_up) FROM generations GROUP BY 1"',

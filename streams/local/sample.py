@@ -10,8 +10,8 @@ Example::
     >>> traffic = generate(n_events=50, n_malformed=3, seed=1)
     >>> len(traffic.events), len(traffic.malformed)
     (50, 3)
-    >>> traffic.events[0]["type"]
-    'generation'
+    >>> sorted({e["type"] for e in traffic.events})
+    ['edit', 'feedback', 'generation', 'regenerate', 'span']
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ APPS = {
 }
 MODELS = {"gpt-4o-mini": 0.78, "claude-3-5-haiku": 0.82, "llama-3.1-8b": 0.55}  # P(thumbs up)
 PROMPT_VERSIONS = ["v1", "v2"]
+INDEX_VERSIONS = ["kb-2026-11-01", "kb-2026-11-28"]  # the docs assistant's retrieval index
 
 QUESTIONS = [
     "How do I reset my password?",
@@ -66,152 +67,22 @@ OFF_POLICY = [
     "Honestly, HelpDeskly is cheaper: their plan is $19 per agent per month while ours is $49.",
     "You can't be sued for that; just ignore the court letter and don't bother hiring a lawyer.",
 ]
-# Questions of three prompt classes that fail in the failure-cluster tests and benchmark, varied by templates
-# and slots (one theme each, as an embedding sees it: see docs/clusters.md).
-TOPIC_TEMPLATES = {
-    "refunds": (
-        [
-            "I want a refund for my {item}, it arrived {problem}.",
-            "How do I get my money back for the {item} I ordered {when}?",
-            "Can you refund order #{n}? The {item} was {problem}.",
-            "Please process a refund: I was charged for a {item} I returned {when}.",
-            "Why hasn't my refund for the {item} shown up yet? I sent it back {when}.",
-            "The {item} is {problem}, I need a full refund to my card.",
-        ],
-        {
-            "item": [
-                "jacket",
-                "laptop stand",
-                "headphones",
-                "coffee maker",
-                "subscription",
-                "phone case",
-                "pair of boots",
-                "backpack",
-                "monitor",
-                "blender",
-            ],
-            "problem": ["broken", "damaged", "the wrong size", "missing parts", "two weeks late", "not as described"],
-            "when": ["last week", "yesterday", "a month ago", "on Monday", "ten days ago"],
-            "n": [str(i) for i in range(1000, 1100)],
-        },
-    ),
-    "coding": (
-        [
-            "My Python script raises {error} when I {action}, how do I fix it?",
-            "Why do I get {error} in Python when I {action}?",
-            "Python throws {error} every time I {action}. What am I doing wrong?",
-            "How can I stop getting {error} from my Python code when I {action}?",
-            "I keep seeing {error} in my Python program after I {action}, any idea why?",
-        ],
-        {
-            "error": [
-                "a KeyError",
-                "a TypeError",
-                "an IndexError",
-                "a ValueError",
-                "an AttributeError",
-                "a ModuleNotFoundError",
-                "a RecursionError",
-            ],
-            "action": [
-                "read a CSV file with pandas",
-                "loop over a dictionary",
-                "call my function",
-                "parse JSON from an API",
-                "import my module",
-                "append to a list",
-                "sort the results",
-            ],
-        },
-    ),
-    "medical": (
-        [
-            "What dose of {drug} should I take for {symptom}?",
-            "Is it safe to take {drug} for {symptom} while {condition}?",
-            "I have {symptom}, should I take {drug} or see a doctor?",
-            "How much {drug} can I give my child for {symptom}?",
-            "Can {drug} make my {symptom} worse if I am {condition}?",
-        ],
-        {
-            "drug": ["ibuprofen", "paracetamol", "aspirin", "antibiotics", "melatonin", "antihistamines"],
-            "symptom": ["a migraine", "a fever", "back pain", "a sore throat", "chest pain", "insomnia", "a rash"],
-            "condition": ["pregnant", "on blood thinners", "diabetic", "breastfeeding", "over 70"],
-        },
-    ),
-}
 
 
-# Everyday questions of other kinds, the traffic around the classes above.
-BACKGROUND_TEMPLATES = {
-    "travel": (
-        [
-            "What should I pack for a {days}-day trip to {place}?",
-            "Is {month} a good time to visit {place}?",
-            "How do I get from the airport to the centre of {place}?",
-            "What are cheap things to do in {place}?",
-        ],
-        {
-            "days": ["3", "5", "7", "10"],
-            "place": ["Lisbon", "Kyoto", "Mexico City", "Oslo", "Cape Town", "Hanoi"],
-            "month": ["March", "July", "October", "December"],
-        },
-    ),
-    "cooking": (
-        [
-            "How long should I bake {dish} at {temp} degrees?",
-            "Can I replace {ingredient} in {dish}?",
-            "What's a quick {meal} recipe with {ingredient}?",
-            "Why did my {dish} turn out {texture}?",
-        ],
-        {
-            "dish": ["banana bread", "lasagna", "roast chicken", "sourdough", "brownies"],
-            "temp": ["180", "200", "220"],
-            "ingredient": ["eggs", "butter", "chickpeas", "spinach", "tofu"],
-            "meal": ["breakfast", "lunch", "dinner"],
-            "texture": ["dry", "dense", "soggy", "too salty"],
-        },
-    ),
-    "account": (
-        [
-            "How do I change the {setting} on my account?",
-            "Where can I find my {document}?",
-            "Can I add {who} to my {plan} plan?",
-            "How do I turn off {notification} notifications?",
-        ],
-        {
-            "setting": ["email address", "password", "display name", "time zone"],
-            "document": ["invoices", "API keys", "usage report", "contract"],
-            "who": ["a colleague", "my manager", "a second admin"],
-            "plan": ["team", "business", "starter"],
-            "notification": ["email", "push", "weekly summary"],
-        },
-    ),
-    "writing": (
-        [
-            "Can you make this {doc} sound more {tone}?",
-            "Write a short {doc} announcing {news}.",
-            "Summarize this {doc} about {news} in three bullet points.",
-        ],
-        {
-            "doc": ["email", "blog post", "press release", "memo"],
-            "tone": ["friendly", "formal", "concise"],
-            "news": ["our new office", "a product launch", "a price change", "the quarterly results"],
-        },
-    ),
-}
+def retrieve(question: str, rng: random.Random, k: int = 3) -> list[Any]:
+    """What a retriever might return for ``question``: the sentences that share the most words with it (ties
+    broken at random), some with a source.
 
-
-def topic_question(topic: str, rng: random.Random) -> str:
-    """A question of one prompt class (``TOPIC_TEMPLATES`` or ``BACKGROUND_TEMPLATES``), from its templates and
-    slots: many distinct texts of one theme, for planting failure classes.
-
-    >>> topic_question("refunds", random.Random(3))
-    'How do I get my money back for the blender I ordered a month ago?'
+    >>> passages = retrieve("How do I reset my password?", random.Random(1))
+    >>> [(p if isinstance(p, str) else p["text"])[:24] for p in passages]
+    ['You can reset your passw', 'A reset link will be sen', 'Here is an example: `for']
     """
-    templates, slots = {**TOPIC_TEMPLATES, **BACKGROUND_TEMPLATES}[topic]
-    template = rng.choice(templates)
-    return template.format(**{k: rng.choice(v) for k, v in sorted(slots.items())})
+    words = set(question.lower().replace("?", "").split())
+    ranked = sorted(
+        range(len(SENTENCES)), key=lambda i: (-len(words & set(SENTENCES[i].lower().split())), rng.random())
+    )
+    return [{"text": SENTENCES[i], "source": f"kb://articles/{i}"} if rng.random() < 0.7 else SENTENCES[i]
+            for i in ranked[:k]]  # fmt: skip
 
 
 _EDIT_WORDS = ["please", "kindly", "now", "actually", "team", "account", "Note:", "quickly", "🙂", "café"]
@@ -293,6 +164,9 @@ def generate(
             "prompt_version": rng.choice(PROMPT_VERSIONS),
             "t": start + timedelta(seconds=rng.uniform(0, span.total_seconds() * 0.8)),
             "asked": set(),
+            "region": rng.choice(["eu-west", "us-east"]),
+            "deployment": rng.choice(["blue", "green"]),
+            "index_version": rng.choice(INDEX_VERSIONS),
         })  # fmt: skip
     out: list[dict[str, Any]] = []
 
@@ -322,6 +196,7 @@ def generate(
         fresh = [q for q in QUESTIONS if q not in sess["asked"]] or QUESTIONS
         question = rng.choice(fresh)
         sess["asked"].add(question)
+        retrieval = sess["app"] == "docs-assistant"  # the docs assistant answers from retrieved passages
         generation = {
             "type": "generation", "generation_id": gid, "route": rng.choice(APPS[sess["app"]]),
             "model": sess["model"], "prompt_version": sess["prompt_version"],
@@ -329,18 +204,31 @@ def generate(
             "latency_ms": round(latency, 1), "tokens_in": tokens_in, "tokens_out": tokens_out,
             "cost_usd": round((tokens_in * 0.15 + tokens_out * 0.6) / 1e6, 8),
             **({"error": "upstream timeout"} if failed else {}), "trace_id": trace,
+            "tags": {"region": sess["region"], "deployment": sess["deployment"]},
+            **({"index_version": sess["index_version"], "context": retrieve(question, rng)} if retrieval else {}),
         }  # fmt: skip
-        t0 = emit(sess, generation, rng.uniform(5, 120))
-        if rng.random() < 0.3:
-            start_ts = t0 - timedelta(milliseconds=latency)
-            for name, frac in (("retrieve", 0.3), ("llm", 0.7)):
-                emit(sess, {
-                    "type": "span", "trace_id": trace, "span_id": uuid.UUID(int=rng.getrandbits(128)).hex[:16],
-                    "parent_span_id": None, "component": "rag" if name == "retrieve" else "llm", "name": name,
-                    "start": start_ts.isoformat().replace("+00:00", "Z"),
-                    "end": (start_ts + timedelta(milliseconds=latency * frac)).isoformat().replace("+00:00", "Z"),
-                    "status": "ok",
-                }, 0.01)  # fmt: skip
+        step = rng.uniform(5, 120)
+        if retrieval or rng.random() < 0.3:
+            # the trace's spans: a retriever (docs assistant) or a router, then the model call; a tracer sends
+            # each span when it ends, mostly before the generation event, sometimes after
+            root = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
+            span_start = sess["t"] + timedelta(seconds=step) - timedelta(milliseconds=latency)
+            first = "retriever" if retrieval else "router"
+            steps = ((first, 0.3, root, None), ("llm", 0.7, uuid.UUID(int=rng.getrandbits(128)).hex[:16], root))
+            late = rng.random() < 0.3
+            for component, frac, span_id, parent in steps:
+                span_end = span_start + timedelta(milliseconds=latency * frac)
+                out.append({
+                    "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                    "ts": (span_end + timedelta(seconds=1 if late else 0)).isoformat().replace("+00:00", "Z"),
+                    "session_id": sess["session_id"], "app": sess["app"], "type": "span", "trace_id": trace,
+                    "span_id": span_id, "parent_span_id": parent, "component": component,
+                    "name": f"{component}.call", "start": span_start.isoformat().replace("+00:00", "Z"),
+                    "end": span_end.isoformat().replace("+00:00", "Z"),
+                    "status": "error" if rng.random() < 0.01 else "ok",
+                })  # fmt: skip
+                span_start = span_end
+        emit(sess, generation, step)
         if rng.random() < 0.35:
             emit(
                 sess,

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -37,6 +38,8 @@ from pydantic import (
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
 MAX_TAGS = 32
+MAX_PASSAGES = 32  # a generation's context: at most this many passages,
+MAX_PASSAGE_CHARS = 20_000  # of at most this many characters each
 TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 TagValue = Annotated[str, Field(max_length=256)]
 EVENT_TYPES = ("generation", "feedback", "edit", "regenerate", "span")
@@ -66,6 +69,23 @@ class BaseEvent(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+class Passage(BaseModel):
+    """One retrieved passage of a generation's ``context``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: Annotated[str, Field(max_length=MAX_PASSAGE_CHARS)]
+    source: Annotated[str, Field(max_length=1024)] | None = None
+    id: Annotated[str, Field(max_length=512)] | None = None
+
+
+def _passages(value: Any) -> Any:
+    """Plain strings are passages too."""
+    if isinstance(value, list):
+        return [{"text": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class GenerationEvent(BaseEvent):
     """An LLM call: what went in, what came out, and its cost."""
 
@@ -89,6 +109,11 @@ class GenerationEvent(BaseEvent):
         default=None,
         description=f"Free labels (deployment, region, experiment arm, data snapshot…): at most {MAX_TAGS}, names of "
         "letters, digits, '_', '.', '-' (1-64), string values of at most 256 characters.",
+    )
+    context: Annotated[list[Passage], Field(max_length=MAX_PASSAGES), BeforeValidator(_passages)] | None = Field(
+        default=None,
+        description=f"The passages retrieved for this answer (RAG): strings, or objects with `text` and optional "
+        f"`source` and `id`; at most {MAX_PASSAGES}, each at most {MAX_PASSAGE_CHARS:,} characters.",
     )
 
 

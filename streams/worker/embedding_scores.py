@@ -7,8 +7,13 @@ For every generation without ``error``, with the references of its app and route
 - ``topic_<name>``: max cosine of the output to each banned topic's exemplars, and ``guardrail_<name>`` (1/0,
   cosine >= the topic's threshold); ``guardrail_flag`` is 1 when any topic tripped (emitted when the route has
   topics);
-- ``quality``: the weighted mean of ``semantic_similarity``, ``novelty`` and ``relevance`` with the config's
-  weights, over the components present (weights renormalized); absent when none is.
+- with a ``context`` (retrieved passages): ``context_relevance`` (best cosine of the input to a passage),
+  ``context_relevance_mean`` (mean over the passages) and ``groundedness`` (each output sentence's best cosine to
+  a passage, averaged): :mod:`metrics.rag`. Passages and sentences are embedded in the same encoder call as the
+  outputs and inputs; repeated passages come from the cache;
+- ``quality``: the weighted mean of ``semantic_similarity``, ``novelty``, ``relevance``, ``context_relevance`` and
+  ``groundedness`` with the config's weights, over the components present (weights renormalized); absent when
+  none is.
 
 Each generation's output (and input) embedding goes to the ``embeddings`` dataset as int8 (direction only).
 
@@ -46,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from metrics.rag import context_relevance, groundedness, sentences
 from metrics.similarity import EMBEDDING_DIM, composite, max_cosine, rowwise_cosine, to_int8
 from streams.embedding.cache import CachedEncoder
 from streams.sdk.schema import GenerationEvent
@@ -58,16 +64,21 @@ log = logging.getLogger("evalstream.worker")
 
 @dataclass
 class Encoded:
-    """Embeddings of a list of generations: outputs ``(n, d)``, inputs ``(n, d)`` (zero rows where absent)."""
+    """Embeddings of a list of generations: outputs ``(n, d)``, inputs ``(n, d)`` (zero rows where absent), and per
+    generation with a context its passages' and its output sentences' (None without one)."""
 
     outputs: np.ndarray
     inputs: np.ndarray
     has_input: np.ndarray
     references: dict[tuple[str, str], References]  # of every app and route in the list
+    passages: list[np.ndarray | None] | None = None
+    sentences: list[np.ndarray | None] | None = None
 
     def take(self, rows: Sequence[int]) -> Encoded:
         idx = np.asarray(rows, dtype=np.int64)
-        return Encoded(self.outputs[idx], self.inputs[idx], self.has_input[idx], self.references)
+        passages = None if self.passages is None else [self.passages[i] for i in rows]
+        sentences = None if self.sentences is None else [self.sentences[i] for i in rows]
+        return Encoded(self.outputs[idx], self.inputs[idx], self.has_input[idx], self.references, passages, sentences)
 
 
 @dataclass
@@ -79,12 +90,15 @@ class Embedded:
 
 
 class EmbeddingScorer:
-    def __init__(self, encoder: CachedEncoder, book: ReferenceBook, embed_inputs: bool = True) -> None:
+    def __init__(
+        self, encoder: CachedEncoder, book: ReferenceBook, embed_inputs: bool = True, rag_groundedness: bool = True
+    ) -> None:
         if encoder.dim != EMBEDDING_DIM:  # the embeddings dataset stores INT8[384]
             raise ValueError(f"the encoder makes {encoder.dim}-dimensional vectors; the sinks store {EMBEDDING_DIM}")
         self.encoder = encoder
         self.book = book
         self.embed_inputs = embed_inputs
+        self.rag_groundedness = rag_groundedness  # embed the output's sentences of generations with a context
 
     def score(self, generations: Sequence[tuple[GenerationEvent, float | None]]) -> list[Embedded]:
         """Scores and embedding rows for ``(generation, novelty)`` pairs, in order."""
@@ -96,13 +110,26 @@ class EmbeddingScorer:
         texts = [g.output for g in generations]
         has_input = np.array([self.embed_inputs and bool(g.input) for g in generations], dtype=bool)
         texts += [g.input for g, use in zip(generations, has_input, strict=True) if use]
+        n, n_inputs = len(generations), int(has_input.sum())
+        # retrieved passages and the output's sentences, for the RAG scores: (start, passages, sentences) per
+        # generation with a context, in the same call
+        spans: list[tuple[int, int, int] | None] = []
+        for g in generations:
+            passages = [p.text for p in g.context or () if p.text.strip()]
+            if not passages:
+                spans.append(None)
+                continue
+            said = sentences(g.output) if self.rag_groundedness else []
+            spans.append((len(texts), len(passages), len(said)))
+            texts += passages + said
         vectors = self.encoder.encode(texts)
-        n = len(generations)
         inputs = np.zeros((n, self.encoder.dim), np.float32)
-        inputs[has_input] = vectors[n:]
+        inputs[has_input] = vectors[n : n + n_inputs]
+        contexts = [None if s is None else vectors[s[0] : s[0] + s[1]] for s in spans]
+        said_vectors = [None if s is None or not s[2] else vectors[s[0] + s[1] : s[0] + s[1] + s[2]] for s in spans]
         # references too, here: the encoder (and its cache) is only ever used from this thread
         references = {(g.app, g.route): self.book.references(g.app, g.route) for g in generations}
-        return Encoded(vectors[:n], inputs, has_input, references)
+        return Encoded(vectors[:n], inputs, has_input, references, contexts, said_vectors)
 
     def finish(self, generations: Sequence[tuple[GenerationEvent, float | None]], encoded: Encoded) -> list[Embedded]:
         """The scores from :meth:`encode`'s vectors (cheap: a few matrix products per app and route)."""
@@ -137,11 +164,22 @@ class EmbeddingScorer:
                     tripped = max(tripped, hit)
                 if topic_sims:
                     v["guardrail_flag"] = tripped
+                passages = encoded.passages[i] if encoded.passages else None
+                if passages is not None:
+                    if has_input[i]:
+                        v["context_relevance"], v["context_relevance_mean"] = context_relevance(
+                            encoded.inputs[i], passages
+                        )
+                    said = encoded.sentences[i] if encoded.sentences else None
+                    if said is not None:
+                        v["groundedness"] = groundedness(said, passages)
         now = datetime.now(UTC).replace(tzinfo=None)
         results = []
         for i, (gen, novelty) in enumerate(generations):
             v = values[i]
-            parts = {"semantic_similarity": v["semantic_similarity"], "novelty": novelty, "relevance": v["relevance"]}
+            parts = {"semantic_similarity": v["semantic_similarity"], "novelty": novelty,
+                     "relevance": v["relevance"], "context_relevance": v.get("context_relevance"),
+                     "groundedness": v.get("groundedness")}  # fmt: skip
             v["quality"] = composite(parts, weights[i])
             row = {
                 "event_id": gen.event_id,

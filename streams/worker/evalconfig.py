@@ -23,8 +23,8 @@ Apps and the defaults may also name ``primary`` and ``supporting`` metrics, a ``
 for the API (:mod:`metrics.analysis`). A route's effective settings are: route → app → ``apps."*"`` → defaults.
 Unknown keys, empty exemplar lists, thresholds outside (0, 1], negative weights and topic names that are not
 ``[a-z0-9_]+`` are errors; the message names the field, e.g. ``apps.support-bot.topics.medical_advice.threshold:
-Input should be less than or equal to 1``. Weights may name ``semantic_similarity``, ``novelty`` and
-``relevance``.
+Input should be less than or equal to 1``. Weights may name ``semantic_similarity``, ``novelty``, ``relevance``,
+``context_relevance`` and ``groundedness`` (the last two exist for generations that carry a ``context``).
 
 Example::
 
@@ -57,7 +57,7 @@ from streams.embedding.cache import CachedEncoder
 EXAMPLE_CONFIG = Path(__file__).with_name("evalconfig.example.toml")
 log = logging.getLogger("evalstream.evalconfig")
 
-WeightName = Literal["semantic_similarity", "novelty", "relevance"]
+WeightName = Literal["semantic_similarity", "novelty", "relevance", "context_relevance", "groundedness"]
 TopicName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 Sentence = Annotated[str, StringConstraints(min_length=1)]
 Weights = dict[WeightName, Annotated[float, Field(ge=0)]]

@@ -43,7 +43,8 @@ def _store(text: str | None, store_text: StoreText) -> str | None:
 def event_row(event: Event, topic: str, partition: int, offset: int, store_text: StoreText = "full") -> dict[str, Any]:
     """One ``events`` row; fields the type lacks are null, unknown fields go to ``extra`` as JSON.
 
-    ``store_text``: ``full`` keeps the texts (input, output, edited output, comment and unknown fields),
+    ``store_text``: ``full`` keeps the texts (input, output, context passages, edited output, comment and unknown
+    fields),
     ``redacted`` replaces detected PII with labels such as ``[EMAIL]``, ``none`` stores no text at all.
     """
     known = {k: _naive_utc(v) for k, v in event.__dict__.items() if k in _EVENT_COLUMNS}
@@ -52,6 +53,10 @@ def event_row(event: Event, topic: str, partition: int, offset: int, store_text:
             known[column] = _store(known[column], store_text)
     if known.get("tags") is not None:
         known["tags"] = list(known["tags"].items())  # an Arrow map
+    if known.get("context") is not None:  # retrieved passages are text: stored as the settings say
+        known["context"] = [
+            {"text": _store(p.text, store_text), "source": p.source, "id": p.id} for p in known["context"]
+        ]
     extra = event.model_extra or None
     if extra and store_text != "full":
         extra = {"_redacted": True} if store_text == "none" else json.loads(redact(json.dumps(extra)))

@@ -19,7 +19,7 @@ from metrics.similarity import to_int8
 from sinks.catalog import connect
 from sinks.parquet import PartitionedParquetWriter
 from sinks.schemas import EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
-from streams.local.sample import BACKGROUND_TEMPLATES, topic_question
+from streams.local.prompts import BACKGROUND_TEMPLATES, topic_question
 
 URL = "/v1/clusters"
 START = datetime(2026, 11, 30)

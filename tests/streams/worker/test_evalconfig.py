@@ -96,7 +96,7 @@ def test_empty_config_resolves_to_nothing() -> None:
         (
             "[apps.bot]\nweights = { fluency = 1 }",
             "apps.bot.weights.fluency.[key]",
-            "Input should be 'semantic_similarity', 'novelty' or 'relevance'",
+            "Input should be 'semantic_similarity', 'novelty', 'relevance', 'context_relevance' or 'groundedness'",
         ),
         ('[apps.bot]\nexamples = [""]', "apps.bot.examples.0", "String should have at least 1 character"),
         ("[defaults]\ntopic_threshold = 0", "defaults.topic_threshold", "Input should be greater than 0"),
