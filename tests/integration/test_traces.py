@@ -92,3 +92,74 @@ def test_spans_carry_their_generations_labels_in_both_orders(settings: Settings,
         ("eu",)]  # fmt: skip
     log = (tmp_path / "worker.log").read_text()
     assert '"spans_unjoined": 1' in log or "'spans_unjoined': 1" in log or "spans_unjoined=1" in log, log[-2000:]
+
+
+def test_rag_scores_components_and_traces_through_the_worker(settings: Settings, tmp_path: Path) -> None:
+    """FAQ answers with their own passages (index kb-good) or the next question's (kb-bad), retriever and LLM
+    spans (the retriever slow whenever the user gave a thumbs down), through the worker with embeddings on."""
+    import json
+    import random
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import ApiSettings, get_settings
+
+    faq = json.loads((Path(__file__).parents[1] / "data" / "rag_faq.json").read_text())
+    settings = settings.model_copy(update={"embed_backend": "onnx"})
+    rng = random.Random(4)
+    events: list[dict[str, Any]] = []
+    for i in range(96):
+        q = i % len(faq)
+        good = i % 2 == 0
+        passages = faq[q]["passages"] if good else faq[(q + 1) % len(faq)]["passages"]
+        down = rng.random() < (0.1 if good else 0.6)
+        ts = f"2026-11-30T11:{i // 60:02d}:{i % 60:02d}Z"
+        session, trace, gid = f"s{i % 7}", f"trace-{i}", f"g{i}"
+        retriever_ms = 1800 if down else 120
+        start = f"2026-11-30T10:{i // 60:02d}:{i % 60:02d}Z"
+        events.append(span(session, f"r{i}", trace, "retriever", start, _plus_ms(start, retriever_ms)))
+        events.append(generation(session, gid, trace, ts, input=faq[q]["q"], output=faq[q]["answer"],
+                                 context=passages, index_version="kb-good" if good else "kb-bad"))  # fmt: skip
+        events.append(span(session, f"l{i}", trace, "llm", _plus_ms(start, retriever_ms), _plus_ms(start, 3000)))
+        events.append({"type": "feedback", "event_id": f"f{i}", "ts": ts, "session_id": session, "app": "rag-bot",
+                       "generation_id": gid, "thumbs": "down" if down else "up"})  # fmt: skip
+    with Publisher(settings.bootstrap_servers, settings.events_topic) as pub:
+        pub.publish_many(events)
+    worker = spawn_cli(["worker"], settings.to_env(), tmp_path / "worker.log")
+    try:
+        wait_for(lambda: landed_counts(settings.data_dir) == (len(events), 0) or None, 240, what="the worker",
+                 alive=worker)  # fmt: skip
+        wait_for(lambda: len(span_scores(settings.data_dir)) == 192 or None, 60, what="span scores", alive=worker)
+    finally:
+        stop(worker)
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=settings.data_dir)
+    client = TestClient(app)
+    window = {"since": "2026-11-30T00:00:00Z", "until": "2026-12-01T00:00:00Z"}
+    # the RAG scores tell the right passages from the wrong ones, per question
+    params = {"dimension": "index_version", "a": "kb-bad", "b": "kb-good", "metrics": "context_relevance,groundedness"}
+    compare = client.get("/v1/compare", params={**params, **window}).json()
+    rows = {r["metric"]: r for r in compare["data"]}
+    assert rows["context_relevance"]["a"]["n"] == rows["context_relevance"]["b"]["n"] == 48
+    assert rows["context_relevance"]["difference"] > 0.3 and rows["context_relevance"]["significant"]
+    assert rows["groundedness"]["difference"] > 0.3 and rows["groundedness"]["significant"]
+    # the slow retriever is where the thumbs-down generations fail
+    parts = client.get("/v1/components", params={**window, "app": "rag-bot", "signals": "thumbs_down"}).json()
+    assert [p["component"] for p in parts["data"]] == ["retriever", "llm"]
+    assert parts["data"][0]["implicated_share_in_failed"] == 1.0 and parts["data"][0]["implicated_share_in_ok"] == 0
+    # one trace: the LLM span under nothing (no parent given), both spans with their durations, the feedback
+    body = client.get("/v1/traces/trace-3").json()
+    assert sorted((s["component"], s["duration_ms"]) for s in body["spans"]) == sorted(
+        [("retriever", 1800.0 if body["generations"][0]["thumbs_up"] == 0 else 120.0),
+         ("llm", 3000.0 - (1800.0 if body["generations"][0]["thumbs_up"] == 0 else 120.0))])  # fmt: skip
+    g = body["generations"][0]
+    assert g["index_version"] == "kb-bad" and [f["type"] for f in g["follow_ups"]] == ["feedback"]
+    assert {"context_relevance", "groundedness", "span_duration_ms"} <= {s["metric"] for s in g["scores"]}
+
+
+def _plus_ms(ts: str, ms: float) -> str:
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00")) + timedelta(milliseconds=ms)
+    return moment.isoformat().replace("+00:00", "Z")
