@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from api.queries import OUTCOME_METRICS, OUTCOMES
 from metrics.analysis import FailureSettings
 from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids, sample_rows
 from sinks.catalog import query, query_arrow
@@ -49,17 +50,9 @@ WITH g AS (
     WHERE type = 'generation' AND ts >= $since AND ts < $until
       AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
 ), o AS (
-    SELECT generation_id,
-           arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_up,
-           max(value) FILTER (WHERE metric = 'regenerated') AS regenerated,
-           max(value) FILTER (WHERE metric = 'refreshed') AS refreshed,
-           arg_max(value, ts) FILTER (WHERE metric = 'edit_ratio') AS edit_ratio,
-           max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
-           max(value) FILTER (WHERE metric = 'pii_output') AS pii_output,
-           max(value) FILTER (WHERE metric = 'quality') AS quality
+    SELECT generation_id, {outcomes}
     FROM scores
-    WHERE ts >= $since AND generation_id IN (SELECT generation_id FROM g)
-      AND metric IN ('thumbs_up', 'regenerated', 'refreshed', 'edit_ratio', 'guardrail_flag', 'pii_output', 'quality')
+    WHERE ts >= $since AND generation_id IN (SELECT generation_id FROM g) AND list_contains($outcome_metrics, metric)
     GROUP BY generation_id
 ), e AS (
     SELECT generation_id, {column} AS embedding
@@ -154,7 +147,8 @@ def find_clusters(
         "since": _utc(request.since), "until": _utc(request.until), "run_id": None, "reason": None,
     }  # fmt: skip
     params = {"since": request.since, "until": request.until, "app": request.app, "route": request.route}
-    table = query_arrow(con, _WINDOW_SQL.format(column=f"{settings.embedding}_embedding"), params)
+    sql = _WINDOW_SQL.format(column=f"{settings.embedding}_embedding", outcomes=OUTCOMES)
+    table = query_arrow(con, sql, {**params, "outcome_metrics": list(OUTCOME_METRICS)})
     embedded = table.column("embedding").is_valid().to_numpy(zero_copy_only=False)
     answer["without_embeddings"] = int(table.num_rows - embedded.sum())
     table = table.filter(pa.array(embedded))

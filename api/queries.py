@@ -26,6 +26,19 @@ SCORE_COLUMNS = (*GROUP_COLUMNS, "component")
 _OPTIONAL_TIME = "($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)"
 
 
+# Each generation's outcomes from its score rows (inside a GROUP BY generation_id): its latest thumbs and edit
+# ratio, and whether it was ever regenerated, refreshed or flagged, and its quality: what the failure signals read
+# (the generations view of sinks.catalog defines them the same way)
+OUTCOME_METRICS = ("thumbs_up", "regenerated", "refreshed", "edit_ratio", "guardrail_flag", "pii_output", "quality")
+OUTCOMES = """arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_up,
+           max(value) FILTER (WHERE metric = 'regenerated') AS regenerated,
+           max(value) FILTER (WHERE metric = 'refreshed') AS refreshed,
+           arg_max(value, ts) FILTER (WHERE metric = 'edit_ratio') AS edit_ratio,
+           max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
+           max(value) FILTER (WHERE metric = 'pii_output') AS pii_output,
+           max(value) FILTER (WHERE metric = 'quality') AS quality"""
+
+
 def _labels_equal(*columns: str) -> str:
     """Rows whose ``columns`` equal the parameters of the same names (a NULL parameter: any value). ``component``
     only narrows span scores: a score without a component (every other metric) is kept."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from api.queries import OUTCOMES
 from metrics.analysis import FailureSettings
 from sinks.catalog import query
 
@@ -139,14 +140,7 @@ def components(
           AND ts >= $since AND ts < $until AND ($app IS NULL OR app = $app)
         GROUP BY event_id
     ), o AS (
-        SELECT generation_id,
-               arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_up,
-               max(value) FILTER (WHERE metric = 'regenerated') AS regenerated,
-               max(value) FILTER (WHERE metric = 'refreshed') AS refreshed,
-               arg_max(value, ts) FILTER (WHERE metric = 'edit_ratio') AS edit_ratio,
-               max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
-               max(value) FILTER (WHERE metric = 'pii_output') AS pii_output,
-               max(value) FILTER (WHERE metric = 'quality') AS quality,
+        SELECT generation_id, {OUTCOMES},
                max(value) FILTER (WHERE metric = 'error') AS error
         FROM scores
         WHERE generation_id IN (SELECT generation_id FROM s) AND component IS NULL

@@ -138,3 +138,34 @@ def test_published_json_schema_is_generated_from_the_models() -> None:
         "regenerate",
         "span",
     }
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"tags": {"region": 3}}, "tags.region: Input should be a valid string"),
+        ({"tags": {"bad key": "x"}}, "tags.bad key.[key]: String should match pattern '^[A-Za-z0-9_.\\-]{1,64}$'"),
+        ({"tags": {f"t{i}": "x" for i in range(33)}}, "tags: Dictionary should have at most 32 items after validation"),
+        ({"tags": ["a"]}, "tags: Input should be a valid dictionary"),
+        ({"index_version": ""}, "index_version: String should have at least 1 character"),
+        ({"context": ["p"] * 33}, "context: List should have at most 32 items after validation, not 33"),
+        ({"context": [{"text": "x" * 20_001}]}, "context.0.text: String should have at most 20000 characters"),
+        ({"context": [{"txt": "a"}]}, "context.0.text: Field required; context.0.txt: Extra inputs are not permitted"),
+        ({"context": [7]}, "context.0: Input should be a valid dictionary or instance of Passage"),
+        ({"context": "one passage"}, "context: Input should be a valid list"),
+    ],
+)
+def test_new_generation_fields_out_of_bounds_are_refused_with_the_reason(extra: dict, reason: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        parse_event(json.dumps({**GEN, **extra}))
+    assert info.value.reason.startswith(reason), info.value.reason
+
+
+def test_new_generation_fields_within_bounds() -> None:
+    ev = parse_event(json.dumps({**GEN, "index_version": "kb-7", "tags": {"region": "eu"},
+                                 "context": ["plain", {"text": "t", "source": "kb://1", "id": "p1"}]}))  # fmt: skip
+    assert isinstance(ev, GenerationEvent)
+    assert ev.index_version == "kb-7" and ev.tags == {"region": "eu"}
+    assert [(p.text, p.source, p.id) for p in ev.context or []] == [("plain", None, None), ("t", "kb://1", "p1")]
+    again = parse_event(ev.to_json_bytes())
+    assert again == ev
