@@ -6,6 +6,7 @@ Usage::
     $ evalstream worker                 # the Faust worker
     $ evalstream encoder --socket PATH  # one embedding model shared by the workers of this machine
     $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
+    $ evalstream otlp                   # OTLP/HTTP traces in on http://127.0.0.1:4318/v1/traces
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
     $ evalstream clusters --app support-bot # the prompt classes that fail systematically (last 24 h)
@@ -187,6 +188,21 @@ def api(
 
 
 @app.command()
+def otlp(
+    host: Annotated[str | None, typer.Option(help="Bind address (default EVALSTREAM_OTLP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default EVALSTREAM_OTLP_PORT, 4318)")] = None,
+) -> None:
+    """Receive OpenTelemetry traces over OTLP/HTTP (POST /v1/traces) and publish them as events."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "streams.otlp.receiver:create_app", factory=True, host=host or settings.otlp_host,
+        port=port if port is not None else settings.otlp_port, log_level=settings.log_level.lower(),
+    )  # fmt: skip
+
+
+@app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="JSON-lines file, one event per line ('-' = stdin)")],
     raw: Annotated[bool, typer.Option("--raw", help="Send lines as they are, unvalidated")] = False,
@@ -322,12 +338,10 @@ def clusters(
     import tomllib
     from datetime import timedelta
 
-    from rich.console import Console
-    from rich.table import Table
-
     from api.clustering import ClusterRequest, find_clusters
     from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals
     from sinks.catalog import connect
+    from streams.cli_tables import print_clusters
 
     settings = get_settings()
     end = _utc_option(until, "until") or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -346,28 +360,7 @@ def clusters(
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"Failure clusters {answer['since']} - {answer['until']}")
-    for column in ("#", "id", "label", "size", "failures", "rate", "lift", "p", "top signal", "top model"):
-        table.add_column(
-            column, justify="right" if column in ("#", "size", "failures", "rate", "lift", "p") else "left"
-        )
-    for c in answer["data"]:
-        signal = max(c["signals"], key=c["signals"].get)
-        model = c["models"][0]["model"] if c["models"] else ""
-        table.add_row(
-            str(c["rank"]), c["cluster_id"], c["label"], str(c["size"]), str(c["failures"]),
-            f"{c['failure_rate']:.0%}", f"{c['lift']:.1f}", f"{c['p_value']:.0e}", signal, str(model),
-        )  # fmt: skip
-    console = Console()
-    console.print(table)
-    rate = answer["baseline_failure_rate"]
-    console.print(
-        f"{answer['generations']} generations ({answer['without_embeddings']} without embeddings left out), "
-        f"{answer['failures']} failures ({'-' if rate is None else f'{rate:.1%}'}), {answer['noise']} in no cluster; "
-        f"signals: {', '.join(answer['signals'])}"
-    )
-    if answer["reason"]:
-        console.print(answer["reason"])
+    print_clusters(answer)
 
 
 @app.command()

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +82,29 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         default=256 * 1024, ge=1024, le=1024 * 1024, description="Largest batch of one such produce request."
     )
+    otlp_host: str = Field(default="127.0.0.1", description="Bind address of `evalstream otlp`.")
+    otlp_port: int = Field(default=4318, ge=0, le=65535, description="Port of `evalstream otlp` (OTLP/HTTP's).")
+    otlp_max_body_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Largest OTLP request, after decompression (larger: 413)."
+    )
+    otlp_max_in_flight: int = Field(default=8, ge=1, le=1024, description="OTLP requests handled at once (more: 503).")
+    otlp_delivery_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="How long a request waits for Kafka's acknowledgements (then 503)."
+    )
+    otlp_component_attribute: str = Field(
+        default="evalstream.component", description="Span attribute naming the pipeline component."
+    )
+    otlp_route_attribute: str = Field(default="evalstream.route", description="Span attribute naming the route.")
+    otlp_prompt_version_attribute: str = Field(
+        default="evalstream.prompt_version", description="Span attribute naming the prompt version."
+    )
+    otlp_index_version_attribute: str = Field(
+        default="evalstream.index_version", description="Span attribute naming the retrieval index version."
+    )
+    otlp_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='USD per million input and output tokens per model, JSON: {"gpt-4o": [2.5, 10.0]}.',
+    )
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -103,7 +127,9 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """These settings as ``EVALSTREAM_*`` environment variables (to configure a child process)."""
         return {
-            f"EVALSTREAM_{name.upper()}": str(value) for name, value in self.model_dump().items() if value is not None
+            f"EVALSTREAM_{name.upper()}": json.dumps(value) if isinstance(value, dict | list | tuple) else str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
         }
 
 
