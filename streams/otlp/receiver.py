@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["producer"] = producer or Producer({
+        state["producer"] = producer if producer is not None else Producer({
             "bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "queue.buffering.max.messages": 2 * QUEUE_LIMIT,
             "message.timeout.ms": int(max(settings.otlp_delivery_timeout_s, 1) * 1000) + 60_000,

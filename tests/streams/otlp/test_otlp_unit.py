@@ -163,3 +163,36 @@ def test_receiver_answers_without_sending_anything_when_the_request_is_bad() -> 
         assert r.json()["code"] == code if r.headers["content-type"] == "application/json" else r.content
     empty = client.post("/v1/traces", content=b"", headers={"Content-Type": "application/x-protobuf"})
     assert empty.status_code == 200 and empty.content == b""  # no spans: nothing to send, nothing to wait for
+
+
+class SilentKafka:
+    """A producer whose broker never acknowledges (the path a stalled Kafka takes), or whose queue is full."""
+
+    def __init__(self, queued: int = 0) -> None:
+        self.queued, self.produced = queued, 0
+
+    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.produced += 1
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return self.produced
+
+    def __len__(self) -> int:
+        return self.queued + self.produced
+
+
+def test_a_slow_or_full_kafka_is_a_retryable_503() -> None:
+    body = request_of(span({"gen_ai.request.model": "m"})).SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf"}
+    settings = Settings(bootstrap_servers="127.0.0.1:1", otlp_delivery_timeout_s=0.2)
+    slow = SilentKafka()
+    with TestClient(create_app(settings, producer=slow)) as client:  # type: ignore[arg-type]
+        r = client.post("/v1/traces", content=body, headers=headers)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and slow.produced == 2
+    full = SilentKafka(queued=50_000)
+    with TestClient(create_app(settings, producer=full)) as client:  # type: ignore[arg-type]
+        r = client.post("/v1/traces", content=body, headers=headers)
+    assert r.status_code == 503 and full.produced == 0  # refused whole: nothing of it was sent
