@@ -279,4 +279,6 @@ class ClusterCache:
                 now = time.monotonic()
                 self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self.ttl_s}
                 self._entries[key] = (now, value)
+                # a lock per request seen would pile up: keep those of live entries and of requests under way
+                self._locks = {k: lk for k, lk in self._locks.items() if k in self._entries or lk.locked()}
             return value

@@ -318,3 +318,16 @@ def test_a_long_clustering_does_not_hold_up_other_requests(tmp_path: Path, monke
     finally:
         release.set()
         server.should_exit = True
+
+
+def test_the_answer_cache_keeps_live_answers_only() -> None:
+    from api.clustering import ClusterCache
+
+    cache = ClusterCache(ttl_s=0.0)
+    calls = []
+    for i in range(100):
+        assert cache.get(i, lambda i=i: calls.append(i) or {"i": i}) == {"i": i}  # type: ignore[func-returns-value]
+    assert calls == list(range(100))  # nothing lives: each computed
+    assert len(cache._entries) <= 1 and len(cache._locks) <= 1
+    kept = ClusterCache(ttl_s=60.0)
+    assert kept.get("k", lambda: {"n": 1}) is kept.get("k", lambda: {"n": 2})
