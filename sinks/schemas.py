@@ -41,6 +41,8 @@ EVENTS_SCHEMA = pa.schema([
     ("name", pa.string()), ("start", TS), ("end", TS), ("status", pa.string()),
     ("index_version", pa.string()), ("tags", pa.map_(pa.string(), pa.string())),
     ("context", pa.list_(pa.struct([("text", pa.string()), ("source", pa.string()), ("id", pa.string())]))),
+    ("judge", pa.string()), ("judge_version", pa.string()), ("label", pa.string()), ("reason", pa.string()),
+    ("raw_answer", pa.string()), ("parsed", pa.bool_()),
     ("extra", pa.string()),
     ("_topic", pa.string()), ("_partition", pa.int32()), ("_offset", pa.int64()),
 ])  # fmt: skip

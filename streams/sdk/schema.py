@@ -42,7 +42,7 @@ MAX_PASSAGES = 32  # a generation's context: at most this many passages,
 MAX_PASSAGE_CHARS = 20_000  # of at most this many characters each
 TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 TagValue = Annotated[str, Field(max_length=256)]
-EVENT_TYPES = ("generation", "feedback", "edit", "regenerate", "span")
+EVENT_TYPES = ("generation", "feedback", "edit", "regenerate", "span", "judgement")
 
 
 class BaseEvent(BaseModel):
@@ -168,8 +168,32 @@ class SpanEvent(BaseEvent):
         return self
 
 
+class JudgementEvent(BaseEvent):
+    """An LLM judge's verdict on a generation (``evalstream judge`` sends them): a score in [0, 1] (and the label it
+    came from, if the judge answers in labels) with its reason; or, when the answer could not be read, the raw
+    answer and ``parsed`` false."""
+
+    type: Literal["judgement"] = "judgement"
+    generation_id: NonEmpty
+    judge: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]
+    judge_version: NonEmpty
+    score: float | None = Field(default=None, ge=0, le=1)
+    label: str | None = None
+    reason: str | None = None
+    raw_answer: str | None = Field(default=None, description="The judge's reply, when it could not be parsed.")
+    parsed: bool = True
+    tokens_in: int | None = Field(default=None, ge=0)
+    tokens_out: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _score_when_parsed(self) -> JudgementEvent:
+        if self.parsed and self.score is None:
+            raise ValueError("a parsed judgement needs `score` (0..1)")
+        return self
+
+
 Event = Annotated[
-    GenerationEvent | FeedbackEvent | EditEvent | RegenerateEvent | SpanEvent,
+    GenerationEvent | FeedbackEvent | EditEvent | RegenerateEvent | SpanEvent | JudgementEvent,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

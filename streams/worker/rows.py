@@ -30,7 +30,7 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-TEXT_COLUMNS = ("input", "output", "edited_output", "comment")
+TEXT_COLUMNS = ("input", "output", "edited_output", "comment", "reason", "raw_answer")
 StoreText = Literal["full", "redacted", "none"]
 
 

@@ -32,6 +32,7 @@ from streams.sdk.schema import (
     Event,
     FeedbackEvent,
     GenerationEvent,
+    JudgementEvent,
     RegenerateEvent,
     SpanEvent,
 )
@@ -139,6 +140,8 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
     - regenerate: ``regenerated`` = 1 on the original generation.
     - (a generation that repeats an earlier input also gives ``refreshed`` = 1 on the earlier one; the worker
       keeps that state, see :mod:`streams.worker.refreshes`.)
+    - judgement: ``judge_<name>`` (its score), or ``judge_<name>_unparsed`` = 1 when the judge's answer could not
+      be read; labelled with the judged generation.
     - span: see :func:`span_scores` (the worker joins it to its trace's generation first: streams.worker.traces).
     """
     if isinstance(event, GenerationEvent):
@@ -159,6 +162,10 @@ def scores_for(event: Event, ref: GenerationRef | None) -> list[Score]:
         return scores_of(event, ref, {"regenerated": 1.0})
     if isinstance(event, SpanEvent):
         return span_scores(event, ref)
+    if isinstance(event, JudgementEvent):
+        if event.parsed:
+            return scores_of(event, ref, {f"judge_{event.judge}": event.score})
+        return scores_of(event, ref, {f"judge_{event.judge}_unparsed": 1.0})
     return []
 
 

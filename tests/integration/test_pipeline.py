@@ -51,7 +51,7 @@ def expected_reason(value: bytes | None) -> str:
     except ValueError:
         return "malformed JSON: "  # the truncated kind (the message depends on where the cut falls)
     if body.get("type") == "click":
-        return "type: must be one of generation, feedback, edit, regenerate, span (got 'click')"
+        return "type: must be one of generation, feedback, edit, regenerate, span, judgement (got 'click')"
     if "session_id" not in body:
         return "session_id: Field required"
     if body.get("ts") == "yesterday":
