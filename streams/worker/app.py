@@ -78,10 +78,14 @@ def _broker_urls(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{s.strip()}" for s in bootstrap_servers.split(",") if s.strip())
 
 
+# the worker's Faust tables (each with a compacted changelog topic, created up front by ensure_topics)
+TABLES = ("generations", "recent_outputs", "recent_asks", "traces")
+
+
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     """Build the worker's Faust app from settings; ``partitions`` defaults to the events topic's count."""
     if partitions is None:
-        partitions = ensure_topics(settings)
+        partitions = ensure_topics(settings, tables=TABLES)
     if warning := unverified_faust_version():
         log.warning(warning)
     started = time.perf_counter()
@@ -119,6 +123,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
 
     def table(name: str) -> BatchedChangelogTable:  # JSON keys and values; changelog writes sent once per batch
+        if name not in TABLES:
+            raise ValueError(f"table {name!r} is not in TABLES: its changelog topic would not be created up front")
         created = BatchedChangelogTable(app, name=name, default=None, beacon=app.tables.beacon, partitions=partitions)
         app.tables.add(created)
         return created
