@@ -27,6 +27,7 @@ from fastapi import Depends, HTTPException
 
 from api.settings import ApiSettings, get_settings
 from metrics.analysis import AnalysisConfigError, check_analysis
+from metrics.judges import JudgeConfigError, parse_judges
 from sinks.catalog import Catalog
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
@@ -55,6 +56,7 @@ def _read_config(path: str, stamp: tuple[int, int]) -> Mapping[str, Any]:
     with open(path, encoding="utf-8") as fh:
         config = tomllib.loads(fh.read())
     check_analysis(config)
+    parse_judges(config)
     return config
 
 
@@ -67,7 +69,7 @@ def get_eval_config(settings: SettingsDep) -> Mapping[str, Any]:
     try:
         stat = settings.eval_config.stat()
         return _read_config(path, (stat.st_mtime_ns, stat.st_size))
-    except (OSError, tomllib.TOMLDecodeError, AnalysisConfigError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, AnalysisConfigError, JudgeConfigError) as exc:
         raise HTTPException(status_code=500, detail=f"evaluation config {path}: {exc}") from None
 
 

@@ -64,6 +64,12 @@ latest AS (
 )
 SELECT m.cluster_id, m.generation_id, m.run_at, m.run_id, m.failed, m.similarity
 FROM cluster_member_runs m JOIN latest USING (generation_id, run_id);
+CREATE OR REPLACE VIEW judgements AS
+SELECT j.generation_id, j.judge, j.judge_version, j.score, j.label, j.reason, j.parsed, j.raw_answer, j.tokens_in,
+       j.tokens_out, j.ts, g.app, g.route, g.model, g.prompt_version, g.index_version
+FROM events j LEFT JOIN (SELECT generation_id, app, route, model, prompt_version, index_version FROM events
+                         WHERE type = 'generation') g USING (generation_id)
+WHERE j.type = 'judgement';
 CREATE OR REPLACE VIEW clusters AS
 SELECT * EXCLUDE (centroid, dt)
 FROM cluster_runs

@@ -7,6 +7,7 @@ Usage::
     $ evalstream encoder --socket PATH  # one embedding model shared by the workers of this machine
     $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
     $ evalstream otlp                   # OTLP/HTTP traces in on http://127.0.0.1:4318/v1/traces
+    $ evalstream judge                  # the evaluation config's LLM judges (EVALSTREAM_JUDGE_BASE_URL)
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
     $ evalstream clusters --app support-bot # the prompt classes that fail systematically (last 24 h)
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -203,6 +204,16 @@ def otlp(
 
 
 @app.command()
+def judge() -> None:
+    """Run the LLM judges of the evaluation config over the generations on Kafka (off by default)."""
+    from streams.judges.service import serve
+
+    problem = serve(get_settings())
+    if problem:
+        _fail(problem, 2)
+
+
+@app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="JSON-lines file, one event per line ('-' = stdin)")],
     raw: Annotated[bool, typer.Option("--raw", help="Send lines as they are, unvalidated")] = False,
@@ -336,7 +347,6 @@ def clusters(
 ) -> None:
     """The prompt classes that fail systematically in a window, as GET /v1/clusters answers (the run is stored)."""
     import tomllib
-    from datetime import timedelta
 
     from api.clustering import ClusterRequest, find_clusters
     from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='USD per million input and output tokens per model, JSON: {"gpt-4o": [2.5, 10.0]}.',
     )
+    judge_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API of the judges, e.g. https://api.openai.com/v1 (off if unset)."
+    )
+    judge_api_key: str | None = Field(default=None, description="Bearer key for the judges' API.")
+    judge_model: str = Field(default="gpt-4o-mini", description="Model of a judge that names none.")
+    judge_timeout_s: float = Field(default=30.0, gt=0, le=600, description="One judge request's time limit.")
+    judge_retries: int = Field(default=4, ge=0, le=20, description="Retries of a judge request (429, 5xx, timeouts).")
+    judge_cache: Path | None = Field(
+        default=None, description="The judges' answer cache (SQLite); default ~/.cache/evalstream/judge-cache.sqlite."
+    )
     log_level: str = "info"
 
     @model_validator(mode="after")

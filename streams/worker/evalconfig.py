@@ -51,6 +51,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from metrics.analysis import AnalysisConfigError, check_analysis
+from metrics.judges import JudgeConfigError, parse_judges
 from streams.embedding.cache import CachedEncoder
 
 # The example config shipped with the package (the demo, the benchmarks and the tests use it).
@@ -120,6 +121,7 @@ class Resolved:
 class EvalConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     apps: dict[str, AppSpec] = Field(default_factory=dict)
+    judges: dict[str, Any] | None = None  # LLM judges, for `evalstream judge` (metrics.judges checks them)
 
     @classmethod
     def parse_toml(cls, text: str, source: str = "<config>") -> EvalConfig:
@@ -129,7 +131,8 @@ class EvalConfig(_Strict):
             raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
         try:
             check_analysis(data)
-        except AnalysisConfigError as exc:
+            parse_judges(data)
+        except (AnalysisConfigError, JudgeConfigError) as exc:
             raise ConfigError(f"{source}: invalid evaluation config:\n  {exc}") from None
         try:
             return cls.model_validate(data)
