@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     judge_model: str = Field(default="gpt-4o-mini", description="Model of a judge that names none.")
     judge_timeout_s: float = Field(default=30.0, gt=0, le=600, description="One judge request's time limit.")
     judge_retries: int = Field(default=4, ge=0, le=20, description="Retries of a judge request (429, 5xx, timeouts).")
+    judge_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="USD per million input and output tokens per judge model, JSON."
+    )
     judge_cache: Path | None = Field(
         default=None, description="The judges' answer cache (SQLite); default ~/.cache/evalstream/judge-cache.sqlite."
     )

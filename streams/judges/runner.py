@@ -98,8 +98,12 @@ class JudgeCache:
 
 
 class JudgeRunner:
-    def __init__(self, judges: list[Judge], provider: Provider, cache: JudgeCache) -> None:
+    def __init__(
+        self, judges: list[Judge], provider: Provider, cache: JudgeCache, default_model: str = "",
+        prices: dict[str, tuple[float, float]] | None = None,
+    ) -> None:  # fmt: skip
         self.judges, self.provider, self.cache = judges, provider, cache
+        self.default_model, self.prices = default_model, prices or {}
         self.limits = {j.name: RateLimit(j.requests_per_minute) for j in judges}
         self.budgets = {j.name: DailyBudget(j.tokens_per_day) for j in judges}
         self.counters = JudgeCounters()
@@ -143,6 +147,11 @@ class JudgeRunner:
     def _event(self, judge: Judge, gen: GenerationEvent, answer: Completion) -> dict[str, Any]:
         score, label, reason = parse_answer(answer.text, judge.labels or None)
         parsed = score is not None
+        price = self.prices.get(judge.model or self.default_model)
+        cost = None
+        if price is not None:  # a cached answer cost nothing this time
+            cost = 0.0 if answer.attempts == 0 else ((answer.tokens_in or 0) * price[0] + (answer.tokens_out or 0) *
+                                                     price[1]) / 1e6  # fmt: skip
         self.counters.judged += 1
         self.counters.unparsed += not parsed
         event = {
@@ -150,7 +159,7 @@ class JudgeRunner:
             "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "session_id": gen.session_id, "app": gen.app,
             "generation_id": gen.generation_id, "judge": judge.name, "judge_version": judge.version, "score": score,
             "label": label, "reason": reason, "parsed": parsed, "raw_answer": None if parsed else answer.text,
-            "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out,
+            "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": cost,
         }  # fmt: skip
         return {k: v for k, v in event.items() if v is not None}
 

@@ -50,7 +50,8 @@ def run(
             raise ValueError("set EVALSTREAM_JUDGE_BASE_URL (an OpenAI-compatible API) to run the judges")
         provider = ChatClient(settings.judge_base_url, settings.judge_model, settings.judge_api_key,
                               settings.judge_timeout_s, settings.judge_retries)  # fmt: skip
-    runner = JudgeRunner(judges, provider, JudgeCache(default_cache(settings)))
+    runner = JudgeRunner(judges, provider, JudgeCache(default_cache(settings)), settings.judge_model,
+                         settings.judge_prices)  # fmt: skip
     consumer = Consumer({
         "bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.worker_id}-judge",
         "auto.offset.reset": "earliest", "enable.auto.commit": False,

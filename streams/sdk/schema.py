@@ -184,6 +184,7 @@ class JudgementEvent(BaseEvent):
     parsed: bool = True
     tokens_in: int | None = Field(default=None, ge=0)
     tokens_out: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0, description="What the judge's request cost (0 from cache).")
 
     @model_validator(mode="after")
     def _score_when_parsed(self) -> JudgementEvent:

@@ -106,6 +106,17 @@ def test_an_unreadable_answer_is_kept_raw_and_counted(tmp_path: Path) -> None:
     assert validate_event(event).type == "judgement"
 
 
+def test_cost_from_the_price_table_and_nothing_for_a_cached_answer(tmp_path: Path) -> None:
+    with stand_in() as server:
+        client = ChatClient(server.url, "judge-model")
+        priced = JudgeRunner([Judge("helpful", "{output}")], client, JudgeCache(tmp_path / "c"), "judge-model",
+                             {"judge-model": (1.0, 2.0)})  # fmt: skip
+        [first] = priced.judge(gen(1, "two words"))
+        [again] = priced.judge(gen(1, "two words"))
+    assert (first["tokens_in"], first["tokens_out"]) == (2, 7)
+    assert first["cost_usd"] == pytest.approx((2 * 1.0 + 7 * 2.0) / 1e6) and again["cost_usd"] == 0.0
+
+
 def test_generations_with_an_error_or_elsewhere_are_not_judged(tmp_path: Path) -> None:
     class Never:
         def complete(self, prompt: str, model: str | None = None) -> Any:

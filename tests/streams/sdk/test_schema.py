@@ -137,6 +137,7 @@ def test_published_json_schema_is_generated_from_the_models() -> None:
         "edit",
         "regenerate",
         "span",
+        "judgement",
     }
 
 
