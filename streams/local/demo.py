@@ -163,7 +163,7 @@ def _summary(data: Path, base: str) -> None:
         ("quality by model", f"{base}/v1/metrics/timeseries?metric=quality&window=1h&group_by=model"),
         ("pipeline components", components),
         *([("a thumbs-down trace", f"{base}/v1/traces/{traced[0]}")] if traced else []),
-        ("groundedness by index", f"{base}/v1/metrics/timeseries?metric=groundedness&window=1h&group_by=index_version"),
+        ("grounded by index", f"{base}/v1/metrics/timeseries?metric=groundedness&window=1h&group_by=index_version"),
         (
             "SQL",
             f'EVALSTREAM_DATA_DIR={data} evalstream sql "SELECT model, avg(thumbs_up) FROM generations GROUP BY 1"',
