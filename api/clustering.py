@@ -33,7 +33,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from api.queries import OUTCOME_METRICS, OUTCOMES
+from api.queries import OUTCOME_METRICS, OUTCOMES, signal_columns, signal_params, utc_text
 from metrics.analysis import FailureSettings
 from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids, sample_rows
 from sinks.catalog import query, query_arrow
@@ -60,8 +60,7 @@ WITH g AS (
     WHERE ts >= $since AND ts < $until AND {column} IS NOT NULL
       AND ($app IS NULL OR app = $app) AND ($route IS NULL OR route = $route)
 )
-SELECT g.generation_id, g.ts, g.model, g.prompt_version, g.error, o.thumbs_up, o.regenerated, o.refreshed,
-       o.edit_ratio, o.guardrail_flag, o.pii_output, o.quality, e.embedding, hash(g.generation_id) AS h
+SELECT generation_id, g.ts, g.model, g.prompt_version, e.embedding, hash(generation_id) AS h, {signals}
 FROM g LEFT JOIN o USING (generation_id) LEFT JOIN e USING (generation_id)
 """
 
@@ -83,27 +82,9 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
-def _flag(values: np.ndarray, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``test`` of the non-null values, False where null (outcomes a generation never got)."""
-    out = np.zeros(len(values), dtype=bool)
-    present = np.array([v is not None and v == v for v in values]) if values.dtype == object else ~np.isnan(values)
-    out[present] = test(values[present].astype(float))
-    return out
-
-
-def signal_matrix(table: pa.Table, settings: FailureSettings, signals: tuple[str, ...]) -> np.ndarray:
-    """One boolean column per signal, one row per generation of ``table`` (the window query's columns)."""
-    tests: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-        "thumbs_down": ("thumbs_up", lambda v: v == 0),
-        "regenerated": ("regenerated", lambda v: v >= 1),
-        "refreshed": ("refreshed", lambda v: v >= 1),
-        "edited": ("edit_ratio", lambda v: v >= settings.edit_ratio_threshold),
-        "guardrail": ("guardrail_flag", lambda v: v >= 1),
-        "pii": ("pii_output", lambda v: v >= 1),
-        "error": ("error", lambda v: v >= 1),
-        "low_quality": ("quality", lambda v: v < settings.quality_threshold),
-    }
-    columns = [_flag(_column(table, tests[s][0]), tests[s][1]) for s in signals]
+def signal_matrix(table: pa.Table, signals: tuple[str, ...]) -> np.ndarray:
+    """One boolean column per signal (the window query's ``signal_<name>`` columns), one row per generation."""
+    columns = [_column(table, f"signal_{s}").astype(bool) for s in signals]
     return np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), dtype=bool)
 
 
@@ -126,10 +107,6 @@ def _texts(con: duckdb.DuckDBPyConnection, ids: list[str], since: datetime, unti
     return {str(r[0]): (r[1], r[2]) for r in rows}
 
 
-def _utc(value: datetime) -> str:
-    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
 def find_clusters(
     con: duckdb.DuckDBPyConnection,
     root: str,
@@ -144,17 +121,21 @@ def find_clusters(
     answer: dict[str, Any] = {
         "data": [], "count": 0, "failures": 0, "noise": 0, "generations": 0, "without_embeddings": 0,
         "baseline_failure_rate": None, "signals": list(signals), "embedding": settings.embedding,
-        "since": _utc(request.since), "until": _utc(request.until), "run_id": None, "reason": None,
+        "since": utc_text(request.since), "until": utc_text(request.until), "run_id": None, "reason": None,
     }  # fmt: skip
-    params = {"since": request.since, "until": request.until, "app": request.app, "route": request.route}
-    sql = _WINDOW_SQL.format(column=f"{settings.embedding}_embedding", outcomes=OUTCOMES)
-    table = query_arrow(con, sql, {**params, "outcome_metrics": list(OUTCOME_METRICS)})
+    params: dict[str, Any] = {"since": request.since, "until": request.until}
+    params |= {"app": request.app, "route": request.route}
+    sql = _WINDOW_SQL.format(
+        column=f"{settings.embedding}_embedding", outcomes=OUTCOMES, signals=signal_columns(signals)
+    )
+    params = {**params, "outcome_metrics": list(OUTCOME_METRICS), **signal_params(sql, settings)}
+    table = query_arrow(con, sql, params)
     embedded = table.column("embedding").is_valid().to_numpy(zero_copy_only=False)
     answer["without_embeddings"] = int(table.num_rows - embedded.sum())
     table = table.filter(pa.array(embedded))
     n = table.num_rows
     answer["generations"] = n
-    flags = signal_matrix(table, settings, signals)
+    flags = signal_matrix(table, signals)
     failed: np.ndarray = np.asarray(flags.any(axis=1), dtype=bool)
     answer["failures"] = int(failed.sum())
     if n:
@@ -226,9 +207,9 @@ def find_clusters(
                 "examples": examples,
                 "models": _counts(models, rows, failed, "model"),
                 "prompt_versions": _counts(versions, rows, failed, "prompt_version"),
-                "first_seen": _utc(fail_ts.min().astype("datetime64[us]").astype(datetime)),
-                "last_seen": _utc(fail_ts.max().astype("datetime64[us]").astype(datetime)),
-                "created_at": _utc(first.get(cid, run_at)),
+                "first_seen": utc_text(fail_ts.min().astype("datetime64[us]").astype(datetime)),
+                "last_seen": utc_text(fail_ts.max().astype("datetime64[us]").astype(datetime)),
+                "created_at": utc_text(first.get(cid, run_at)),
             }  # fmt: skip
             data.append(item)
             rows_out.append(ClusterRow(

@@ -10,12 +10,13 @@ Example::
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import numpy as np
 
+from metrics.analysis import FailureSettings
 from metrics.similarity import EMBEDDING_DIM
 from sinks.catalog import query, query_arrow
 
@@ -37,6 +38,42 @@ OUTCOMES = """arg_max(value, ts) FILTER (WHERE metric = 'thumbs_up') AS thumbs_u
            max(value) FILTER (WHERE metric = 'guardrail_flag') AS guardrail_flag,
            max(value) FILTER (WHERE metric = 'pii_output') AS pii_output,
            max(value) FILTER (WHERE metric = 'quality') AS quality"""
+
+
+# What makes a generation a failure, per signal (metrics.analysis.FailureSettings), over the OUTCOMES columns and
+# `error` (1 when the generation failed); the two thresholds are parameters of the query
+SIGNAL_SQL = {
+    "thumbs_down": "thumbs_up = 0",
+    "regenerated": "regenerated >= 1",
+    "refreshed": "refreshed >= 1",
+    "edited": "edit_ratio >= $edit_ratio_threshold",
+    "guardrail": "guardrail_flag >= 1",
+    "pii": "pii_output >= 1",
+    "error": "error >= 1",
+    "low_quality": "quality < $quality_threshold",
+}
+
+
+def signal_columns(signals: tuple[str, ...]) -> str:
+    """One boolean column per signal, ``signal_<name>`` (false where the outcome is missing)."""
+    return ", ".join(f'coalesce({SIGNAL_SQL[s]}, false) AS "signal_{s}"' for s in signals)
+
+
+def signal_params(sql: str, settings: FailureSettings) -> dict[str, float]:
+    """The thresholds ``sql`` uses (DuckDB refuses parameters a statement does not have)."""
+    values = {"edit_ratio_threshold": settings.edit_ratio_threshold, "quality_threshold": settings.quality_threshold}
+    return {k: v for k, v in values.items() if f"${k}" in sql}
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value  # naive means UTC
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def utc_text(value: datetime) -> str:
+    """A naive-UTC timestamp as RFC 3339 with ``Z`` (the API's one format for times it returns)."""
+    return value.replace(tzinfo=None).isoformat() + "Z"
 
 
 def _labels_equal(*columns: str) -> str:

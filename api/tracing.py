@@ -17,12 +17,12 @@ Example (an empty data folder)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
-from api.queries import OUTCOMES
+from api.queries import OUTCOMES, SIGNAL_SQL, signal_params, utc_text
 from metrics.analysis import FailureSettings
 from sinks.catalog import query
 
@@ -30,7 +30,7 @@ FOLLOW_UPS = ("feedback", "edit", "regenerate")
 
 
 def _utc(value: Any) -> Any:
-    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+    return utc_text(value) if isinstance(value, datetime) else value
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,25 +111,13 @@ def trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any] | Non
     return {"trace_id": trace_id, "spans": span_tree(spans), "span_count": len(spans), "generations": generations}
 
 
-_SIGNAL_SQL = {
-    "thumbs_down": "o.thumbs_up = 0",
-    "regenerated": "o.regenerated >= 1",
-    "refreshed": "o.refreshed >= 1",
-    "edited": "o.edit_ratio >= $edit_ratio_threshold",
-    "guardrail": "o.guardrail_flag >= 1",
-    "pii": "o.pii_output >= 1",
-    "error": "o.error >= 1",
-    "low_quality": "o.quality < $quality_threshold",
-}
-
-
 def components(
     con: duckdb.DuckDBPyConnection, settings: FailureSettings, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Per component in the window (``params``: since, until, app): spans, p50/p95 duration, error rate, and where
     failures occur: among the failed generations with a span of it, how often it errored or was slower than its
     usual p95 (over the spans of the generations that did not fail), next to the same among those generations."""
-    failed = " OR ".join(f"coalesce({_SIGNAL_SQL[s]}, false)" for s in settings.signals)
+    failed = " OR ".join(f"coalesce({SIGNAL_SQL[s]}, false)" for s in settings.signals)
     sql = f"""
     WITH s AS (
         SELECT event_id, any_value(generation_id) AS generation_id, any_value(component) AS component,
@@ -174,13 +162,8 @@ def components(
     FROM (SELECT DISTINCT component FROM s) c LEFT JOIN per_generation USING (component)
     GROUP BY component
     """
-    thresholds = {
-        "edit_ratio_threshold": settings.edit_ratio_threshold,
-        "quality_threshold": settings.quality_threshold,
-    }
-    used = {k: v for k, v in thresholds.items() if f"${k}" in sql}
     out = []
-    for row in _rows(con, sql, {**params, **used}):
+    for row in _rows(con, sql, {**params, **signal_params(sql, settings)}):
         failed_n, ok_n = row["failed_generations"], row["ok_generations"]
         row["implicated_share_in_failed"] = row["implicated_in_failed"] / failed_n if failed_n else None
         row["implicated_share_in_ok"] = row["implicated_in_ok"] / ok_n if ok_n else None

@@ -117,6 +117,18 @@ def check_signals(signals: object, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(signals))
 
 
+def signals_from_text(text: str | None, where: str) -> tuple[str, ...] | None:
+    """A comma-separated list of signals (a query parameter, a command-line option), checked; None when not
+    given (None or empty).
+
+    >>> signals_from_text("error, thumbs_down", "signals")
+    ('error', 'thumbs_down')
+    """
+    if not text:
+        return None
+    return check_signals([s.strip() for s in text.split(",") if s.strip()], where)
+
+
 def _check_clusters(clusters: object, where: str) -> None:
     if not isinstance(clusters, Mapping):
         raise AnalysisConfigError(f"{where}: must be a table")

@@ -349,7 +349,7 @@ def clusters(
     import tomllib
 
     from api.clustering import ClusterRequest, find_clusters
-    from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals
+    from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
     from sinks.catalog import connect
     from streams.cli_tables import print_clusters
 
@@ -361,7 +361,7 @@ def clusters(
     try:
         config = tomllib.loads(settings.eval_config.read_text("utf-8")) if settings.eval_config else {}
         failure = analysis_settings(config, app_name).clusters
-        chosen = check_signals([s.strip() for s in signals.split(",") if s.strip()], "--signals") if signals else None
+        chosen = signals_from_text(signals, "--signals")
     except (OSError, tomllib.TOMLDecodeError, AnalysisConfigError) as exc:
         _fail(str(exc), 2)
         return

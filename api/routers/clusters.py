@@ -31,7 +31,7 @@ low_quality)"
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -39,8 +39,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.clustering import ClusterCache, ClusterRequest, find_clusters
 from api.deps import DuckDB, EvalConfig, SettingsDep
-from api.routers.metrics import naive_utc
-from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals
+from api.routers.metrics import utc_text, window
+from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
 from sinks.catalog import query
 
 router = APIRouter(prefix="/v1", tags=["clusters"])
@@ -52,16 +52,6 @@ DEFAULT_WINDOW = timedelta(hours=24)
 def get_cache(data_dir: str, ttl_s: float) -> ClusterCache:
     """One answer cache per data folder, made on first use."""
     return ClusterCache(ttl_s)
-
-
-def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    """``until`` defaults to now (to the minute, so that repeated calls share the cache), ``since`` to a day
-    before ``until``."""
-    end = naive_utc(until) or datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
-    start = naive_utc(since) or end - DEFAULT_WINDOW
-    if start >= end:
-        raise HTTPException(status_code=422, detail="`since` must be before `until`")
-    return start, end
 
 
 @router.get("/clusters")
@@ -82,9 +72,9 @@ def get_clusters(
         float, Query(gt=0, le=1, description="Leave out clusters whose adjusted p-value is not below this")
     ] = 0.01,
 ) -> dict[str, Any]:  # fmt: skip
-    start, end = _window(since, until)
+    start, end = window(since, until, DEFAULT_WINDOW, to_minute=True)
     try:
-        chosen = check_signals([s.strip() for s in signals.split(",") if s.strip()], "signals") if signals else None
+        chosen = signals_from_text(signals, "signals")
     except AnalysisConfigError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     failure = analysis_settings(config, app).clusters
@@ -115,7 +105,7 @@ def get_cluster(
     detail = json.loads(cluster.pop("detail"))
     window = {"since": cluster["since"], "until": cluster["until"]}
     for name in ("run_at", "since", "until", "created_at"):
-        cluster[name] = cluster[name].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        cluster[name] = utc_text(cluster[name])
     cluster["signals"] = {"chosen": cluster["signals"].split(","), "counts": detail.pop("signals")}
     member_columns, member_rows = query(
         db,
@@ -132,6 +122,6 @@ def get_cluster(
     for m in members:
         m["similarity"] = round(float(m["similarity"]), 4)
         if m["ts"] is not None:
-            m["ts"] = m["ts"].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+            m["ts"] = utc_text(m["ts"])
     return {"cluster_id": cluster_id, **cluster, **detail, "members": members, "members_count": len(members),
             "limit": limit, "offset": offset}  # fmt: skip

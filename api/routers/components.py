@@ -22,15 +22,15 @@ where failures occur.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import DuckDB, EvalConfig
-from api.routers.metrics import naive_utc
+from api.routers.metrics import window
 from api.tracing import components
-from metrics.analysis import AnalysisConfigError, analysis_settings, check_signals
+from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
 
 router = APIRouter(prefix="/v1", tags=["components"])
 
@@ -46,16 +46,13 @@ def get_components(
         str | None, Query(max_length=512, description="Comma-separated failure signals; default the config's")
     ] = None,
 ) -> dict[str, Any]:
-    end = naive_utc(until) or datetime.now(UTC).replace(tzinfo=None)
-    start = naive_utc(since) or end - timedelta(hours=24)
-    if start >= end:
-        raise HTTPException(status_code=422, detail="`since` must be before `until`")
+    start, end = window(since, until, timedelta(hours=24))
     failure = analysis_settings(config, app).clusters
-    if signals is not None:
-        try:
-            chosen = check_signals([s.strip() for s in signals.split(",") if s.strip()], "signals")
-        except AnalysisConfigError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+    try:
+        chosen = signals_from_text(signals, "signals")
+    except AnalysisConfigError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    if chosen is not None:
         failure = replace(failure, signals=chosen)
     data = components(db, failure, {"since": start, "until": end, "app": app})
     return {"data": data, "count": len(data), "signals": list(failure.signals)}

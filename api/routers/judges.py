@@ -20,14 +20,14 @@ Cohen's kappa (:mod:`metrics.agreement`): 1 perfect, 0 chance, None when undefin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import DuckDB, EvalConfig
 from api.queries import OUTCOME_METRICS, OUTCOMES
-from api.routers.metrics import naive_utc
+from api.routers.metrics import window
 from metrics.agreement import Confusion
 from metrics.analysis import analysis_settings
 from metrics.judges import JudgeConfigError, parse_judges
@@ -61,10 +61,7 @@ def get_judges(
     since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339; default until - 7 days")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
 ) -> dict[str, Any]:
-    end = naive_utc(until) or datetime.now(UTC).replace(tzinfo=None)
-    start = naive_utc(since) or end - timedelta(days=7)
-    if start >= end:
-        raise HTTPException(status_code=422, detail="`since` must be before `until`")
+    start, end = window(since, until, timedelta(days=7))
     try:
         thresholds = {j.name: j.threshold for j in parse_judges(config)}
     except JudgeConfigError as exc:

@@ -27,14 +27,14 @@ Example (the bucket width, and a request the API refuses before it reads anythin
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, field_serializer
 
 from api.deps import DuckDB
-from api.queries import timeseries
+from api.queries import naive_utc, timeseries, utc_text
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
@@ -55,15 +55,17 @@ def parse_window(text: str) -> int:
     return seconds
 
 
-def naive_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is None:
-        return value  # naive means UTC
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def utc_text(value: datetime) -> str:
-    """A naive-UTC timestamp as RFC 3339 with ``Z`` (the API's one format for times it returns)."""
-    return value.replace(tzinfo=None).isoformat() + "Z"
+def window(
+    since: datetime | None, until: datetime | None, default: timedelta, to_minute: bool = False
+) -> tuple[datetime, datetime]:
+    """A request's window as naive UTC: ``until`` defaults to now (``to_minute``: rounded down to the minute, so
+    that repeated calls share a cache), ``since`` to ``default`` before it; 422 unless since < until."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    end = naive_utc(until) or (now.replace(second=0, microsecond=0) if to_minute else now)
+    start = naive_utc(since) or end - default
+    if start >= end:
+        raise HTTPException(status_code=422, detail="`since` must be before `until`")
+    return start, end
 
 
 class TimeseriesPoint(BaseModel):

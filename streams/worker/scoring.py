@@ -119,15 +119,25 @@ def span_scores(span: SpanEvent, ref: GenerationRef | None) -> list[Score]:
     [('span_duration_ms', 250.0, 'retriever', None), ('span_error', 1.0, 'retriever', None)]
     """
     duration = (span.end - span.start).total_seconds() * 1000.0
-    error = 0.0 if span.status.strip().lower() in OK_STATUSES else 1.0
+    return span_rows(span.event_id, span.ts_utc, span.app, span.component, duration, span_error(span.status), ref)
+
+
+def span_error(status: str) -> float:
+    return 0.0 if status.strip().lower() in OK_STATUSES else 1.0
+
+
+def span_rows(
+    event_id: str, ts: datetime, app: str, component: str, duration_ms: float, error: float, ref: GenerationRef | None
+) -> list[Score]:
+    """A span's two scores, labelled with ``ref`` (its trace's generation) when known."""
     gid, route, model, version, index = (
         (ref.generation_id, ref.route, ref.model, ref.prompt_version, ref.index_version)
         if ref
         else (None, None, None, None, None)
     )
     return [
-        Score(span.event_id, gid, span.ts_utc, span.app, route, model, version, metric, value, index, span.component)
-        for metric, value in (("span_duration_ms", duration), ("span_error", error))
+        Score(event_id, gid, ts, app, route, model, version, metric, float(value), index, component)
+        for metric, value in (("span_duration_ms", duration_ms), ("span_error", error))
     ]
 
 

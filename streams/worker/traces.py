@@ -38,7 +38,7 @@ from typing import Any
 
 from streams.sdk.schema import SpanEvent
 from streams.worker.join import ExpiringTable
-from streams.worker.scoring import GenerationRef, Score, span_scores
+from streams.worker.scoring import GenerationRef, Score, span_error, span_rows, span_scores
 
 MAX_PENDING = 256  # spans waiting per trace; more are scored at once, without the generation's labels
 
@@ -47,21 +47,13 @@ def _stub(span: SpanEvent, offset: int) -> dict[str, Any]:
     """What a waiting span keeps: enough to score it later."""
     return {
         "o": offset, "id": span.event_id, "ts": span.ts_utc.isoformat(), "app": span.app, "c": span.component,
-        "ms": (span.end - span.start).total_seconds() * 1000.0, "err": span_scores(span, None)[1].value,
+        "ms": (span.end - span.start).total_seconds() * 1000.0, "err": span_error(span.status),
     }  # fmt: skip
 
 
 def _stub_scores(stub: dict[str, Any], ref: GenerationRef | None) -> list[Score]:
     ts = datetime.fromisoformat(stub["ts"])
-    gid, route, model, version, index = (
-        (ref.generation_id, ref.route, ref.model, ref.prompt_version, ref.index_version)
-        if ref
-        else (None, None, None, None, None)
-    )
-    return [
-        Score(stub["id"], gid, ts, stub["app"], route, model, version, metric, float(value), index, stub["c"])
-        for metric, value in (("span_duration_ms", stub["ms"]), ("span_error", stub["err"]))
-    ]
+    return span_rows(stub["id"], ts, stub["app"], stub["c"], stub["ms"], stub["err"], ref)
 
 
 class TraceJoin(ExpiringTable):
