@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.routers import clusters, compare, components, drift, health, judges, metrics, traces
+from api.routers import alerts, clusters, compare, components, drift, health, judges, metrics, traces
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
 
@@ -40,4 +40,5 @@ def create_app() -> FastAPI:
     app.include_router(traces.router)
     app.include_router(components.router)
     app.include_router(judges.router)
+    app.include_router(alerts.router)
     return app

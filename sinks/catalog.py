@@ -1,6 +1,7 @@
 """DuckDB views over what the sinks wrote: ``events``, ``scores``, ``embeddings`` and ``dlq``, and ``generations``;
-and over the failure-cluster runs (:mod:`sinks.clusters`): ``cluster_runs``, ``cluster_member_runs``, and the
-latest of them, ``clusters`` (one row per cluster id) and ``cluster_members`` (one per generation).
+over the failure-cluster runs (:mod:`sinks.clusters`): ``cluster_runs``, ``cluster_member_runs``, and the
+latest of them, ``clusters`` (one row per cluster id) and ``cluster_members`` (one per generation); and over the
+live windows and alerts (:mod:`sinks.alerting`): ``windows``, ``alerts``, ``alert_deliveries``.
 
 Each dataset view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset
 with no file yet is an empty view with the right columns, so queries work on a fresh install.
@@ -36,6 +37,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sinks.alerting import ALERTS_SCHEMA, DELIVERIES_SCHEMA, WINDOWS_SCHEMA
 from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
 
@@ -46,6 +48,9 @@ DATASETS: dict[str, pa.Schema] = {
     "dlq": DLQ_SCHEMA,
     "cluster_runs": CLUSTER_RUNS_SCHEMA,
     "cluster_member_runs": CLUSTER_MEMBERS_SCHEMA,
+    "windows": WINDOWS_SCHEMA,
+    "alerts": ALERTS_SCHEMA,
+    "alert_deliveries": DELIVERIES_SCHEMA,
 }
 
 # The latest failure-cluster run's word on each generation and each cluster id (sinks.clusters writes the runs).

@@ -3,7 +3,8 @@
 Usage::
 
     $ evalstream kafka start            # a local Apache Kafka broker, prints its bootstrap address
-    $ evalstream worker                 # the Faust worker
+    $ evalstream worker                 # the Faust worker (with the alerting agent)
+    $ evalstream alerts                 # the alerting agent alone
     $ evalstream encoder --socket PATH  # one embedding model shared by the workers of this machine
     $ evalstream api                    # the HTTP API on http://127.0.0.1:8000
     $ evalstream otlp                   # OTLP/HTTP traces in on http://127.0.0.1:4318/v1/traces
@@ -36,10 +37,10 @@ from typing import Annotated
 
 import typer
 
+from streams.cli_kafka import kafka_app
 from streams.settings import get_settings
 
 app = typer.Typer(help="evalstream: online evaluation of LLM applications from Kafka traffic.", no_args_is_help=True)
-kafka_app = typer.Typer(help="A local Apache Kafka broker (KRaft, one node) for development, without Docker.")
 app.add_typer(kafka_app, name="kafka")
 
 
@@ -48,70 +49,10 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _broker_dir(data_dir: Path | None) -> Path:
-    from streams.local.broker.local import cache_root
-
-    return data_dir or cache_root() / "broker"
-
-
-@kafka_app.command("start")
-def kafka_start(
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Broker data folder (default: ~/.cache/evalstream/broker)")
-    ] = None,
-    port: Annotated[int, typer.Option(help="Listener port (0 = a free one)")] = 0,
-    version: Annotated[str | None, typer.Option(help="Apache Kafka version from Maven Central")] = None,
-) -> None:
-    """Start a local broker in the background and print its bootstrap address."""
-    from streams.local.broker import DEFAULT_KAFKA_VERSION, BrokerError, LocalBroker
-
-    folder = _broker_dir(data_dir)
-    running = LocalBroker.attach(folder)
-    if running:
-        typer.echo(running.bootstrap_servers)
-        typer.secho(f"(already running, pid {running.pid})", err=True)
-        return
-    try:
-        broker = LocalBroker.start(folder, port=port, version=version or DEFAULT_KAFKA_VERSION)
-    except BrokerError as exc:
-        _fail(str(exc))
-        return
-    typer.echo(broker.bootstrap_servers)
-    typer.secho(
-        f"Kafka {broker.version} running (pid {broker.pid}); logs: {broker.log_file}\n"
-        f"  export EVALSTREAM_BOOTSTRAP_SERVERS={broker.bootstrap_servers}",
-        err=True,
-    )
-
-
-@kafka_app.command("stop")
-def kafka_stop(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
-    """Stop the broker started by `evalstream kafka start`."""
-    from streams.local.broker import LocalBroker
-
-    broker = LocalBroker.attach(_broker_dir(data_dir))
-    if broker is None:
-        typer.secho("no local broker is running", err=True)
-        return
-    broker.stop()
-    typer.secho(f"stopped Kafka (pid {broker.pid})", err=True)
-
-
-@kafka_app.command("status")
-def kafka_status(data_dir: Annotated[Path | None, typer.Option(help="Broker data folder")] = None) -> None:
-    """Print the bootstrap address of the running local broker (exit 1 when none)."""
-    from streams.local.broker import LocalBroker
-
-    broker = LocalBroker.attach(_broker_dir(data_dir))
-    if broker is None:
-        _fail("no local broker is running")
-        return
-    typer.echo(broker.bootstrap_servers)
-
-
 @app.command()
 def worker() -> None:
     """Run the Faust worker (settings from EVALSTREAM_* environment variables)."""
+    from metrics.alert_rules import RulesError
     from streams.embedding.model import ModelNotFoundError
     from streams.embedding.protocol import RemoteEncoderError
     from streams.topics import TopicError
@@ -121,11 +62,21 @@ def worker() -> None:
     settings = get_settings()
     try:
         faust_app = create_app(settings)
-    except (TopicError, ConfigError, ModelNotFoundError, RemoteEncoderError) as exc:
+    except (TopicError, ConfigError, ModelNotFoundError, RemoteEncoderError, RulesError) as exc:
         _fail(str(exc))
         return
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv
     run_worker(faust_app, loglevel=settings.log_level)
+
+
+@app.command()
+def alerts() -> None:
+    """Run the alerting agent on its own (with EVALSTREAM_ALERTS_IN_WORKER=false on the workers)."""
+    from streams.alerts.service import serve
+
+    problem = serve(get_settings())
+    if problem:
+        _fail(problem, 2)
 
 
 @app.command()

@@ -118,6 +118,20 @@ class Settings(BaseSettings):
     judge_cache: Path | None = Field(
         default=None, description="The judges' answer cache (SQLite); default ~/.cache/evalstream/judge-cache.sqlite."
     )
+    window_s: int = Field(default=60, ge=1, le=86400, description="Live windows' width (event time, seconds).")
+    window_grace_s: float = Field(
+        default=120, ge=0, le=86400, description="A live window closes this long (event time) after its end."
+    )
+    window_idle_s: float = Field(
+        default=15, gt=0, le=3600, description="A partition this long without scores follows the others' clock."
+    )
+    windows: bool = Field(default=True, description="Aggregate the scores in live windows (and emit them).")
+    metrics_topic: str = Field(default="llm.metrics", description="Where closed live windows go (JSON).")
+    alerts_topic: str = Field(default="llm.alerts", description="Where alert state changes go (JSON).")
+    alert_rules: Path | None = Field(default=None, description="The alert rules file (TOML); none: no alerts.")
+    alerts_in_worker: bool = Field(
+        default=True, description="Run the alerting agent in the worker (false: run `evalstream alerts` apart)."
+    )
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -40,8 +40,9 @@ def _create(admin: AdminClient, topics: list[NewTopic], timeout_s: float) -> Non
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0, tables: tuple[str, ...] = ()) -> int:
-    """Create the events and DLQ topics when missing, and the compacted changelog topics of ``tables`` with as
-    many partitions as the events topic; return the partition count of the events topic.
+    """Create the events and DLQ topics when missing, the metrics and alerts topics and the compacted changelog
+    topics of ``tables`` with as many partitions as the events topic; return the partition count of the events
+    topic.
 
     Faust would create the changelogs itself, but on a broker that has just started their metadata can lag
     behind the worker's first batch, whose table writes then fail (seen once in a fresh demo): made here, before
@@ -57,6 +58,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0, tables: tuple[str
             timeout_s)  # fmt: skip
     meta = admin.list_topics(topic=settings.events_topic, timeout=timeout_s)
     partitions = len(meta.topics[settings.events_topic].partitions)
+    # the metrics topic is co-partitioned with the events topic: the alerting agent's table lives beside them
+    derived = [settings.metrics_topic, settings.alerts_topic]
+    _create(admin, [NewTopic(t, num_partitions=partitions) for t in derived if t not in existing], timeout_s)
     changelogs = [changelog_topic(settings, t) for t in tables]
     _create(admin, [NewTopic(t, num_partitions=partitions, config={"cleanup.policy": "compact"})
                     for t in changelogs if t not in existing], timeout_s)  # fmt: skip

@@ -33,6 +33,8 @@ def settings(kafka: str, tmp_path: Path) -> Settings:
     return Settings(
         bootstrap_servers=kafka,
         events_topic=f"llm.events.{tag}",
+        metrics_topic=f"llm.metrics.{tag}",
+        alerts_topic=f"llm.alerts.{tag}",
         worker_id=f"evalstream-test-{tag}",
         data_dir=tmp_path / "data",
         topic_partitions=4,

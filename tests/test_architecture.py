@@ -41,6 +41,9 @@ def imports_of(source: str, module: str) -> set[str]:
     return found
 
 
+CLI = ("streams.cli", "streams.cli_kafka")  # the command line may start local tooling
+
+
 def within(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
@@ -64,7 +67,9 @@ def violations(module: str, imported: set[str]) -> list[str]:
             within(name, "streams.worker") or within(name, "streams.local") or top in ("sinks", "api")
         ):
             bad.append(f"{module} -> {name}: serving and Faust extensions know nothing of the worker")
-        elif within(name, "streams.local") and not within(module, "streams.local") and module != "streams.cli":
+        elif within(module, "streams.alerts") and (within(name, "streams.worker") or within(name, "streams.local")):
+            bad.append(f"{module} -> {name}: the alerting agent runs without the scoring worker")
+        elif within(name, "streams.local") and not within(module, "streams.local") and module not in CLI:
             bad.append(f"{module} -> {name}: local tooling is never on the production path")
     return bad
 

@@ -67,6 +67,18 @@ class BatchedChangelogTable(Table):  # type: ignore[misc]
         self._record(key, None)  # a tombstone
         self._sensor_on_del(self, key)
 
+    def set_at(self, key: Any, value: Any, partition: int) -> None:
+        """``table[key] = value`` outside of an event (a timer): its changelog partition is given, not looked up."""
+        self.data[key] = value
+        self._pending.pop((partition, key), None)
+        self._pending[(partition, key)] = value
+
+    def del_at(self, key: Any, partition: int) -> None:
+        """``del table[key]`` outside of an event, on the changelog partition given."""
+        self.data.pop(key, None)
+        self._pending.pop((partition, key), None)
+        self._pending[(partition, key)] = None
+
     @property
     def unflushed(self) -> int:
         """Writes recorded and not yet sent."""

@@ -24,6 +24,7 @@ import faust
 from faust.types import StreamT
 
 from metrics.levenshtein import warm_up
+from streams.alerts.agent import install as install_alerts
 from streams.embedding.cache import CachedEncoder
 from streams.embedding.encoder import load_encoder
 from streams.embedding.model import Encoder
@@ -43,6 +44,8 @@ from streams.worker.evalconfig import ReferenceBook
 from streams.worker.join import GenerationJoin
 from streams.worker.persist import ParquetSinks
 from streams.worker.traces import TraceJoin
+from streams.worker.window_stage import WindowStage
+from streams.worker.windows import LiveWindows
 
 log = logging.getLogger("evalstream.worker")
 
@@ -79,7 +82,7 @@ def _broker_urls(bootstrap_servers: str) -> str:
 
 
 # the worker's Faust tables (each with a compacted changelog topic, created up front by ensure_topics)
-TABLES = ("generations", "recent_outputs", "recent_asks", "traces")
+TABLES = ("generations", "recent_outputs", "recent_asks", "traces", "windows", "alerting")
 
 
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
@@ -138,7 +141,23 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     asks = table("recent_asks")
     # spans and the generation of their trace, by trace id (streams.worker.traces)
     traces = TraceJoin(table("traces"), settings.join_ttl_s)
-    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces)
+    windows = None
+    if settings.windows:  # live windows per partition, group and metric, emitted to the metrics topic once closed
+        live = LiveWindows(table("windows"), settings.window_s, settings.window_grace_s, settings.window_idle_s)
+        metrics_topic = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+
+        def assigned() -> list[int]:
+            return [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
+
+        windows = WindowStage(live, metrics_topic, partitions, partitions, assigned, counters)
+
+        @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+        async def _close_windows() -> None:  # windows the clocks made due while no batch came
+            await windows.tick()
+
+    if settings.alerts_in_worker:
+        install_alerts(app, settings, table("alerting"))
+    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

@@ -12,7 +12,8 @@ agent begins batch N+1 while N completes. Pass 2, :meth:`BatchProcessor.complete
 4. novelty scores, once the thread is done;
 5. embedding scores, once the model is done (:mod:`streams.worker.embedding_scores`);
 6. state: recent outputs, join, ask and trace expiry written to the tables (spans whose generation never came are
-   scored here: :mod:`streams.worker.traces`);
+   scored here: :mod:`streams.worker.traces`); the scores applied to the live windows, and the windows that closed
+   emitted to the metrics topic (:mod:`streams.worker.window_stage`);
 7. Kafka: the dead letters and the tables' changelog writes acknowledged;
 8. persist: each partition's rows written to Parquet, durably (:mod:`streams.worker.persist`); only then does
    ``complete`` return and the agent ack the batch's offsets.
@@ -50,6 +51,7 @@ from streams.worker.refreshes import Refreshes
 from streams.worker.rows import dlq_row, event_row, score_row
 from streams.worker.scoring import GenerationRef, Score, edit_scores, scores_for
 from streams.worker.traces import TraceJoin
+from streams.worker.window_stage import WindowStage
 
 log = logging.getLogger("evalstream.worker")
 
@@ -73,8 +75,9 @@ class ScoredBatch:
     novelty: NoveltyJob  # running on the novelty thread from the start
     parts: dict[tuple[str, int], PartitionBatch] = field(default_factory=dict)
     deliveries: list[Awaitable[Any]] = field(default_factory=list)  # dead letters sent to Kafka
-    edits: list[tuple[PartitionBatch, EditEvent, GenerationRef]] = field(default_factory=list)
+    edits: list[tuple[PartitionBatch, EditEvent, GenerationRef, int]] = field(default_factory=list)  # + offset
     generations: list[tuple[PartitionBatch, GenerationEvent, int]] = field(default_factory=list)  # + index in to_embed
+    offsets: dict[int, int] = field(default_factory=dict)  # index in to_embed -> the generation's offset
     recent: dict[str, RecentOutputs] = field(default_factory=dict)  # novelty's new state per key
 
     def part(self, ev: EventT) -> PartitionBatch:
@@ -103,6 +106,7 @@ class BatchProcessor:
         embedder: EmbeddingScorer | None = None,
         asks: MutableMapping[str, Any] | None = None,
         traces: TraceJoin | None = None,
+        windows: WindowStage | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.join = join
@@ -118,12 +122,15 @@ class BatchProcessor:
         self.refreshes = Refreshes(asks if asks is not None else {}, self.settings.refresh_window_s, counters)
         self.embeddings = EmbeddingStage(embedder, counters) if embedder is not None else None
         self._next_offset: dict[tuple[str, int], int] = {}
+        self.windows = windows  # live windows of the scores (None: off)
 
     def reset(self) -> None:
         """Forget the offsets seen and the refresh and trace state's expiry heaps (call on partition assignment)."""
         self._next_offset.clear()
         self.refreshes.reset()
         self.traces.reset()
+        if self.windows is not None:
+            self.windows.live.reset()
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One batch, start to end (the agent overlaps :meth:`begin` of the next batch with :meth:`complete`)."""
@@ -166,6 +173,8 @@ class BatchProcessor:
         await self._score_embeddings(begun, scored, values)
         embeddings_done = time.perf_counter()
         self._save_state(scored, now)
+        if self.windows is not None:  # emitted (and acknowledged) before the state that held them is flushed
+            await self.windows.after_batch(scored.parts.values(), now)
         await self._flush_kafka(scored)
         await self._persist(scored)
         self._count_time(begun, started, scoring_done, embeddings_done)
@@ -184,6 +193,7 @@ class BatchProcessor:
                 scores = self._score_event(event, msg.partition, msg.offset, now, part, scored)
                 if index is not None:
                     scored.generations.append((part, begun.to_embed[index], index))
+                    scored.offsets[index] = msg.offset
             except EventValidationError as exc:
                 reason = exc.reason
             except Exception as exc:  # never crash on input: dead-letter it with the reason
@@ -191,7 +201,7 @@ class BatchProcessor:
                 reason = f"processing error: {type(exc).__name__}: {exc}"
             else:
                 part.events.append(event_row(event, msg.topic, msg.partition, msg.offset, store_text))
-                self._add_scores(part, scores)
+                self._add_scores(part, scores, msg.offset)
                 self.counters.valid += 1
                 continue
             headers = dead_letter_headers(reason, msg.topic, msg.partition, msg.offset)
@@ -219,7 +229,7 @@ class BatchProcessor:
             return self.traces.on_span(event, partition, offset, now)
         ref = self._lookup(event, now)
         if isinstance(event, EditEvent) and ref is not None:
-            scored.edits.append((part, event, ref))
+            scored.edits.append((part, event, ref, offset))
             return []
         return scores_for(event, ref)
 
@@ -235,13 +245,13 @@ class BatchProcessor:
 
     def _score_edits(self, scored: ScoredBatch) -> None:
         edits = scored.edits
-        for (part, _, _), scores in zip(edits, edit_scores([(e, r) for _, e, r in edits]), strict=True):
-            self._add_scores(part, scores)
+        for (part, _, _, offset), scores in zip(edits, edit_scores([(e, r) for _, e, r, _ in edits]), strict=True):
+            self._add_scores(part, scores, offset)
 
     async def _score_novelty(self, begun: BegunBatch, scored: ScoredBatch) -> dict[int, float | None]:
         values, scored.recent = await self.novelty.result(scored.novelty, begun.to_embed)
         for part, gen, index in scored.generations:
-            self._add_scores(part, novelty_scores(gen, values[index]))
+            self._add_scores(part, novelty_scores(gen, values[index]), scored.offsets[index])
         return values
 
     async def _score_embeddings(self, begun: BegunBatch, scored: ScoredBatch, novelty: dict[int, float | None]) -> None:
@@ -250,10 +260,10 @@ class BatchProcessor:
         pairs = [(gen, novelty[index]) for _, gen, index in scored.generations]
         rows = [index for *_, index in scored.generations]
         results = await self.embeddings.finish(pairs, rows, begun.embedding)
-        for (part, *_), result in zip(scored.generations, results, strict=True):
+        for (part, _, index), result in zip(scored.generations, results, strict=True):
             if result is None:
                 continue
-            self._add_scores(part, result.scores)
+            self._add_scores(part, result.scores, scored.offsets[index])
             part.embeddings.append(result.row)
             self.counters.embedded += 1
 
@@ -264,12 +274,15 @@ class BatchProcessor:
             set_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
             self.refreshes.expire(part.partition, now)
-            self._add_scores(part, self.traces.expire_spans(part.partition, part.first_offset, part.last_offset, now))
+            released = self.traces.expire_spans(part.partition, part.first_offset, part.last_offset, now)
+            self._add_scores(part, released, part.last_offset)
         self.counters.spans_unjoined = self.traces.unjoined
 
     async def _flush_kafka(self, scored: ScoredBatch) -> None:
         """The dead letters and the tables' changelogs hold the batch before its offsets can commit."""
-        tables = (self.join.table, self.novelty.recent, self.refreshes.table, self.traces.table)
+        tables = [self.join.table, self.novelty.recent, self.refreshes.table, self.traces.table]
+        if self.windows is not None:
+            tables.append(self.windows.live.table)
         flushes = [t.flush() for t in tables if isinstance(t, BatchedChangelogTable)]
         await asyncio.gather(*scored.deliveries, *flushes)
 
@@ -289,8 +302,10 @@ class BatchProcessor:
             )  # fmt: skip
         self._next_offset[(part.topic, part.partition)] = part.last_offset + 1
 
-    def _add_scores(self, part: PartitionBatch, scores: list[Score]) -> None:
+    def _add_scores(self, part: PartitionBatch, scores: list[Score], offset: int) -> None:
+        """``scores`` emitted at ``offset`` (the message they are tied to: a replay from there emits them again)."""
         part.scores.extend(score_row(s) for s in scores)
+        part.score_offsets.extend([offset] * len(scores))
         self.counters.scores += len(scores)
 
     def _count_time(self, begun: BegunBatch, started: float, scoring_done: float, embeddings_done: float) -> None:

@@ -24,6 +24,8 @@ class WorkerCounters:
     refreshes: int = 0  # generations that asked an earlier input of their session again
     expired: int = 0  # generations dropped from the join table
     spans_unjoined: int = 0  # spans scored without their generation's labels (it never came within the join TTL)
+    late_events: int = 0  # messages with a score whose window had closed (stored and scored; counted in the windows)
+    windows_emitted: int = 0  # live windows (per partition and group) sent to the metrics topic
     batches: int = 0
     write_retries: int = 0
     skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)

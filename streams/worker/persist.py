@@ -48,6 +48,7 @@ class PartitionBatch:
     last_event: EventT
     events: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    score_offsets: list[int] = field(default_factory=list)  # per score row, the offset it is tied to
     dlq: list[dict[str, Any]] = field(default_factory=list)
     embeddings: list[dict[str, Any]] = field(default_factory=list)
 

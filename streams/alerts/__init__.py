@@ -1,0 +1,1 @@
+"""Alerts out of the pipeline: delivering firing and resolved alerts to webhook receivers."""

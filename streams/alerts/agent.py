@@ -1,0 +1,194 @@
+"""The alerting agent: a Faust agent over the metrics topic that completes windows, runs the rules and delivers.
+
+Per message (:class:`streams.alerts.evaluator.Evaluator` decides what it completes and fires):
+
+1. complete windows are written to the ``windows`` dataset (one file per window and app: a replay rewrites it);
+2. each state change is written to the ``alerts`` dataset, sent to the alerts topic (``llm.alerts``, keyed by
+   ``alert_id``) and put in the *outbox* (``o|<idempotency key>`` in the agent's table);
+3. the table's changes (the evaluator's state and the outbox) are sent to its changelog; only then is the message
+   acked;
+4. the outbox entries go to the webhook dispatcher (:mod:`streams.alerts.webhooks`), which retries each receiver on
+   its own; an entry leaves the outbox once every receiver has it or has given up. A crash before that leaves it
+   in the restored table, and it is delivered again with the same idempotency key (``<alert_id>:<state>``).
+
+A slow receiver delays nothing but its own deliveries: the dispatcher runs beside the agent. The rules file is read
+again when it changes; a file that does not validate is logged and the running rules stay.
+
+Usage (in a Faust app; ``streams.worker.app`` installs it unless ``EVALSTREAM_ALERTS_IN_WORKER=false``, and
+``evalstream alerts`` runs it alone)::
+
+    agent = install(app, settings, table("alerting"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import MutableMapping
+from dataclasses import asdict
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import StreamT
+
+from metrics.alert_rules import RulesError, RuleSet, parse_rules
+from sinks.alerting import alert_json, utc, write_alert, write_deliveries, write_windows
+from streams.alerts.evaluator import Evaluator, Output
+from streams.alerts.webhooks import DeliveryRecord, WebhookDispatcher
+from streams.settings import Settings
+
+log = logging.getLogger("evalstream.alerts")
+
+
+def load_rules(settings: Settings) -> RuleSet:
+    """The rules file of the settings (an empty set without one); raises RulesError naming the field."""
+    if settings.alert_rules is None:
+        return RuleSet(base_window_s=settings.window_s)
+    try:
+        text = Path(settings.alert_rules).read_text("utf-8")
+    except OSError as exc:
+        raise RulesError(f"EVALSTREAM_ALERT_RULES: cannot read {settings.alert_rules}: {exc}") from exc
+    try:
+        return parse_rules(text, base_window_s=settings.window_s)
+    except RulesError as exc:
+        raise RulesError(f"{settings.alert_rules}: {exc}") from exc
+
+
+def webhook_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """An alert record as the JSON a receiver gets (ISO times; the Slack ``text`` is added by the dispatcher)."""
+    payload = {k: v for k, v in record.items() if k != "receivers"}
+    for name in ("window_start", "window_end", "changed_at", "detected_at"):
+        if payload.get(name) is not None:
+            payload[name] = utc(payload[name]).isoformat() + "Z"
+    payload["windows"] = [utc(s).isoformat() + "Z" for s in record.get("windows") or ()]
+    return payload
+
+
+class AlertAgent:
+    """The agent's state and its side of the deliveries (see the module docstring)."""
+
+    def __init__(self, settings: Settings, table: MutableMapping[str, Any], rules: RuleSet) -> None:
+        self.settings = settings
+        self.table = table
+        self.evaluator = Evaluator(table, rules, settings.window_s)
+        self.dispatcher = WebhookDispatcher(rules.receivers, on_record=self._record)
+        self.delivery_log: list[dict[str, Any]] = []
+        self.submitted: set[str] = set()  # outbox keys handed to the dispatcher by this process
+        self.alerts = 0
+        self._rules_mtime = self._mtime()
+
+    def _mtime(self) -> float | None:
+        try:
+            return Path(self.settings.alert_rules).stat().st_mtime if self.settings.alert_rules else None
+        except OSError:
+            return None
+
+    def _record(self, record: DeliveryRecord) -> None:
+        row = asdict(record)
+        at = row.pop("at")
+        row["attempted_at"] = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+        self.delivery_log.append(row)
+
+    async def handle(self, q: int, value: bytes, alerts_topic: Any) -> None:
+        """One metrics message (steps 1 to 3 of the module docstring; the caller acks it after)."""
+        try:
+            message = json.loads(value)
+            out = self.evaluator.on_message(q, message)
+        except (ValueError, KeyError, TypeError) as exc:  # never crash on a message: say what it was
+            log.error("metrics message on partition %d skipped: %s: %s", q, type(exc).__name__, exc)
+            return
+        await self._store(q, out, alerts_topic)
+
+    async def _store(self, q: int, out: Output, alerts_topic: Any) -> None:
+        data_dir = self.settings.data_dir
+        for window in out.windows:
+            await asyncio.to_thread(write_windows, data_dir, window.start, window.app, window.rows)
+        sends = []
+        for record in out.alerts:
+            await asyncio.to_thread(write_alert, data_dir, record)
+            sends.append(await alerts_topic.send(key=record["alert_id"].encode(), value=alert_json(record)))
+            self.table[f"o|{record['alert_id']}:{record['state']}"] = {"q": q, "record": record}
+            self.alerts += 1
+            log.warning("alert %s %s: rule %s, group %s, value %s", record["state"], record["alert_id"],
+                        record["rule"], record["group"], record["value"])  # fmt: skip
+        await asyncio.gather(*sends)
+        await self.flush()
+        if out.alerts:
+            self.deliver_outbox()
+
+    async def flush(self) -> None:
+        flush = getattr(self.table, "flush", None)
+        if flush is not None:
+            await flush()
+
+    def deliver_outbox(self) -> None:
+        """Hand every outbox entry not yet handed over (after a restart: all of them) to the dispatcher."""
+        for key, value in list(self.table.items()):
+            if isinstance(key, str) and key.startswith("o|") and key not in self.submitted:
+                self.submitted.add(key)
+                record = value["record"]
+                self.dispatcher.submit(
+                    webhook_payload(record), key[2:], receivers=record.get("receivers"),
+                    on_done=functools.partial(self._delivered, key, int(value["q"])),
+                )  # fmt: skip
+
+    def _delivered(self, key: str, q: int) -> None:
+        deleter = getattr(self.table, "del_at", None)
+        if deleter is not None:
+            deleter(key, q)
+        else:
+            self.table.pop(key, None)
+        self.submitted.discard(key)
+
+    async def tick(self) -> None:
+        """From a timer: send the outbox's deletions, log the delivery attempts, resume the outbox, reload rules."""
+        await self.flush()
+        rows, self.delivery_log = self.delivery_log, []
+        if rows:
+            await asyncio.to_thread(write_deliveries, self.settings.data_dir, rows)
+        self.deliver_outbox()
+        self.reload_rules()
+
+    def reload_rules(self) -> None:
+        mtime = self._mtime()
+        if mtime == self._rules_mtime:
+            return
+        self._rules_mtime = mtime
+        try:
+            rules = load_rules(self.settings)
+        except RulesError as exc:
+            log.error("the alert rules file changed but is invalid; the running rules stay: %s", exc)
+            return
+        self.evaluator.rules = rules
+        self.dispatcher.replace_receivers(rules.receivers)
+        log.info("alert rules reloaded: %d rules, %d receivers", len(rules.rules), len(rules.receivers))
+
+
+def install(app: faust.App, settings: Settings, table: MutableMapping[str, Any]) -> AlertAgent:
+    """Add the alerting agent and its timer to ``app``; raises RulesError for an invalid rules file."""
+    agent = AlertAgent(settings, table, load_rules(settings))
+    source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
+
+    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
+    async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        agent.evaluator.reset()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _start_dispatcher() -> None:
+        await agent.dispatcher.start()
+
+    @app.agent(source, name="alerts")  # type: ignore[untyped-decorator]
+    async def alerts(stream: StreamT) -> None:
+        async for event in stream.events():  # acked when the next one is asked for: after handle() is done
+            await agent.handle(event.message.partition, event.message.value, alerts_topic)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def _tick() -> None:
+        await agent.tick()
+
+    return agent
