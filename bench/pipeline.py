@@ -18,6 +18,10 @@ The target printed beside each figure comes from the issue that set it: 1,000 ge
 embeddings off on long outputs (on 2 cores).
 
     python bench/pipeline.py [--generations 8000] [--repeats 3] [--sets short,long] [--embed off,auto] [--flush N]
+                             [--windows on,off]
+
+``--windows on,off`` runs each case with the live windows (the default) and without (``EVALSTREAM_WINDOWS=false``),
+side by side: what they cost the worker.
 
 With embeddings on, a worker batch of 5,000 events takes tens of seconds: use fewer ``--generations`` and a
 smaller ``--flush`` so that several batches follow the first.
@@ -129,7 +133,12 @@ def traffic(pairs: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
 
 
 def run_once(
-    bootstrap: str, events: list[dict[str, Any]], embed: str, work: Path, flush: int | None = None
+    bootstrap: str,
+    events: list[dict[str, Any]],
+    embed: str,
+    work: Path,
+    flush: int | None = None,
+    windows: bool = True,
 ) -> dict[str, float]:
     """Publish, then drain with one worker; the steady rate from the Parquet files it wrote."""
     from sinks.parquet import parse_file_name
@@ -141,7 +150,8 @@ def run_once(
     tag = f"{int(time.time() * 1000)}"
     settings = Settings(
         bootstrap_servers=bootstrap, events_topic=f"bench.pipeline.{tag}", worker_id=f"bench-pipeline-{tag}",
-        data_dir=work / tag / "data", embed_backend=embed,  # type: ignore[arg-type]
+        data_dir=work / tag / "data", embed_backend=embed, windows=windows,  # type: ignore[arg-type]
+        metrics_topic=f"bench.metrics.{tag}", alerts_topic=f"bench.alerts.{tag}",
         **({"flush_max_events": flush} if flush else {}),
     )  # fmt: skip
     ensure_topics(settings)
@@ -189,6 +199,7 @@ def main() -> int:
     parser.add_argument(
         "--flush", type=int, default=None, help="EVALSTREAM_FLUSH_MAX_EVENTS (default: the worker's, 5,000)"
     )
+    parser.add_argument("--windows", default="on", help="EVALSTREAM_WINDOWS values, comma-separated: on, off")
     args = parser.parse_args()
 
     from streams.local.broker import LocalBroker
@@ -200,34 +211,44 @@ def main() -> int:
         events, gens = traffic(pairs)
         chars = statistics.mean(len(o) for _, o in pairs)
         print(f"data: {label}; {gens} generations, {len(events)} events, outputs {chars:,.0f} characters on average")
-        cases += [(name, embed, events, gens) for embed in args.embed.split(",")]
+        cases += [
+            (name, embed, windows, events, gens)
+            for embed in args.embed.split(",")
+            for windows in args.windows.split(",")
+        ]
     broker = None
     bootstrap = os.environ.get("EVALSTREAM_BOOTSTRAP_SERVERS")
     if not bootstrap:
         broker = LocalBroker.start(work / "kafka")
         bootstrap = broker.bootstrap_servers
-    rates: dict[tuple[str, str], list[float]] = {(n, e): [] for n, e, _, _ in cases}
+    rates: dict[tuple[str, str, str], list[float]] = {(n, e, w): [] for n, e, w, _, _ in cases}
     try:
         for r in range(args.repeats):
-            for name, embed, events, gens in cases if r % 2 == 0 else cases[::-1]:
-                result = run_once(bootstrap, events, embed, work, args.flush)
+            for name, embed, windows, events, gens in cases if r % 2 == 0 else cases[::-1]:
+                result = run_once(bootstrap, events, embed, work, args.flush, windows == "on")
                 gen_rate = result["events_per_s"] * gens / len(events)
-                rates[(name, embed)].append(gen_rate)
+                rates[(name, embed, windows)].append(gen_rate)
                 print(
-                    f"round {r + 1} {name:5s} embed={embed:9s} {gen_rate:8,.0f} generations/s "
+                    f"round {r + 1} {name:5s} embed={embed:9s} windows={windows:3s} {gen_rate:8,.0f} generations/s "
                     f"({result['events_per_s']:,.0f} events/s over {result['seconds']:.1f} s); {result['counters']}"
                 )
     finally:
         if broker is not None:
             broker.stop()
-    print(f"\n| data | embeddings | generations/s (median of {args.repeats}) | runs | target | median / target |")
-    print("|---|---|---|---|---|---|")
-    for (name, embed), values in rates.items():
+    print(
+        f"\n| data | embeddings | windows | generations/s (median of {args.repeats}) | runs | target | median / target"
+        " |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for (name, embed, windows), values in rates.items():
         median = statistics.median(values)
         target = TARGET_LONG_OFF if (name, embed) == ("long", "off") else None
         runs = ", ".join(f"{v:,.0f}" for v in values)
         ratio = f"{median / target:.2f}" if target else ""
-        print(f"| {name} | {embed} | {median:,.0f} | {runs} | {f'{target:,.0f}' if target else ''} | {ratio} |")
+        print(
+            f"| {name} | {embed} | {windows} | {median:,.0f} | {runs} | {f'{target:,.0f}' if target else ''} "
+            f"| {ratio} |"
+        )
     return 0
 
 

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import MutableMapping
 from dataclasses import asdict
 from datetime import UTC
@@ -78,7 +79,10 @@ class AlertAgent:
         self.dispatcher = WebhookDispatcher(rules.receivers, on_record=self._record)
         self.delivery_log: list[dict[str, Any]] = []
         self.submitted: set[str] = set()  # outbox keys handed to the dispatcher by this process
+        self._outbox: set[str] | None = None  # outbox keys (found in the table once per assignment)
         self.alerts = 0
+        self.bad_messages = 0  # metrics messages that could not be read (logged with the reason)
+        self._last_report = time.monotonic()
         self._rules_mtime = self._mtime()
 
     def _mtime(self) -> float | None:
@@ -98,7 +102,8 @@ class AlertAgent:
         try:
             message = json.loads(value)
             out = self.evaluator.on_message(q, message)
-        except (ValueError, KeyError, TypeError) as exc:  # never crash on a message: say what it was
+        except (ValueError, KeyError, TypeError) as exc:  # never crash on a message: say what it was, count it
+            self.bad_messages += 1
             log.error("metrics message on partition %d skipped: %s: %s", q, type(exc).__name__, exc)
             return
         await self._store(q, out, alerts_topic)
@@ -111,7 +116,9 @@ class AlertAgent:
         for record in out.alerts:
             await asyncio.to_thread(write_alert, data_dir, record)
             sends.append(await alerts_topic.send(key=record["alert_id"].encode(), value=alert_json(record)))
-            self.table[f"o|{record['alert_id']}:{record['state']}"] = {"q": q, "record": record}
+            key = f"o|{record['alert_id']}:{record['state']}"
+            self.table[key] = {"q": q, "record": record}
+            self._keys().add(key)
             self.alerts += 1
             log.warning("alert %s %s: rule %s, group %s, value %s", record["state"], record["alert_id"],
                         record["rule"], record["group"], record["value"])  # fmt: skip
@@ -125,16 +132,29 @@ class AlertAgent:
         if flush is not None:
             await flush()
 
+    def reset(self) -> None:
+        """Forget the in-memory indexes (call on partition assignment; they are rebuilt from the table)."""
+        self.evaluator.reset()
+        self._outbox = None
+
+    def _keys(self) -> set[str]:
+        if self._outbox is None:
+            self._outbox = {k for k in list(self.table.keys()) if isinstance(k, str) and k.startswith("o|")}
+        return self._outbox
+
     def deliver_outbox(self) -> None:
         """Hand every outbox entry not yet handed over (after a restart: all of them) to the dispatcher."""
-        for key, value in list(self.table.items()):
-            if isinstance(key, str) and key.startswith("o|") and key not in self.submitted:
-                self.submitted.add(key)
-                record = value["record"]
-                self.dispatcher.submit(
-                    webhook_payload(record), key[2:], receivers=record.get("receivers"),
-                    on_done=functools.partial(self._delivered, key, int(value["q"])),
-                )  # fmt: skip
+        for key in sorted(self._keys() - self.submitted):
+            value = self.table.get(key)
+            if value is None:  # its partition went to another worker
+                self._keys().discard(key)
+                continue
+            self.submitted.add(key)
+            record = value["record"]
+            self.dispatcher.submit(
+                webhook_payload(record), key[2:], receivers=record.get("receivers"),
+                on_done=functools.partial(self._delivered, key, int(value["q"])),
+            )  # fmt: skip
 
     def _delivered(self, key: str, q: int) -> None:
         deleter = getattr(self.table, "del_at", None)
@@ -143,6 +163,7 @@ class AlertAgent:
         else:
             self.table.pop(key, None)
         self.submitted.discard(key)
+        self._keys().discard(key)
 
     async def tick(self) -> None:
         """From a timer: send the outbox's deletions, log the delivery attempts, resume the outbox, reload rules."""
@@ -152,6 +173,11 @@ class AlertAgent:
             await asyncio.to_thread(write_deliveries, self.settings.data_dir, rows)
         self.deliver_outbox()
         self.reload_rules()
+        if time.monotonic() - self._last_report >= 30:
+            self._last_report = time.monotonic()
+            log.info("evalstream alerting: alerts %d, outbox %d, deliveries pending %d, stale window parts %d, "
+                     "unreadable messages %d", self.alerts, len(self._keys()), self.dispatcher.pending,
+                     self.evaluator.stale_parts, self.bad_messages)  # fmt: skip
 
     def reload_rules(self) -> None:
         mtime = self._mtime()
@@ -168,15 +194,18 @@ class AlertAgent:
         log.info("alert rules reloaded: %d rules, %d receivers", len(rules.rules), len(rules.receivers))
 
 
-def install(app: faust.App, settings: Settings, table: MutableMapping[str, Any]) -> AlertAgent:
-    """Add the alerting agent and its timer to ``app``; raises RulesError for an invalid rules file."""
-    agent = AlertAgent(settings, table, load_rules(settings))
+def install(
+    app: faust.App, settings: Settings, table: MutableMapping[str, Any], rules: RuleSet | None = None
+) -> AlertAgent:
+    """Add the alerting agent and its timer to ``app`` (``rules``: default the settings' file); raises RulesError
+    for an invalid rules file."""
+    agent = AlertAgent(settings, table, rules if rules is not None else load_rules(settings))
     source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
     async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        agent.evaluator.reset()
+        agent.reset()
 
     @app.task  # type: ignore[untyped-decorator]
     async def _start_dispatcher() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import faust
 
 from metrics.alert_rules import RulesError
-from streams.alerts.agent import install
+from streams.alerts.agent import install, load_rules
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.settings import Settings
 from streams.topics import TopicError, ensure_topics
@@ -24,6 +24,7 @@ from streams.topics import TopicError, ensure_topics
 def create_app(settings: Settings) -> faust.App:
     """The alerting agent's own Faust app; raises RulesError or TopicError."""
     own = settings.model_copy(update={"worker_id": f"{settings.worker_id}-alerts"})
+    rules = load_rules(own)  # before Kafka: a bad rules file is the first thing said
     partitions = ensure_topics(own, tables=("alerting",))
     own.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     table = BatchedChangelogTable(app, name="alerting", default=None, beacon=app.tables.beacon, partitions=partitions)
     app.tables.add(table)
-    install(app, own, table)
+    install(app, own, table, rules)
     return app
 
 

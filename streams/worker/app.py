@@ -25,6 +25,7 @@ from faust.types import StreamT
 
 from metrics.levenshtein import warm_up
 from streams.alerts.agent import install as install_alerts
+from streams.alerts.agent import load_rules
 from streams.embedding.cache import CachedEncoder
 from streams.embedding.encoder import load_encoder
 from streams.embedding.model import Encoder
@@ -87,6 +88,7 @@ TABLES = ("generations", "recent_outputs", "recent_asks", "traces", "windows", "
 
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     """Build the worker's Faust app from settings; ``partitions`` defaults to the events topic's count."""
+    rules = load_rules(settings) if settings.alerts_in_worker else None  # a bad rules file stops us before anything
     if partitions is None:
         partitions = ensure_topics(settings, tables=TABLES)
     if warning := unverified_faust_version():
@@ -155,8 +157,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         async def _close_windows() -> None:  # windows the clocks made due while no batch came
             await windows.tick()
 
-    if settings.alerts_in_worker:
-        install_alerts(app, settings, table("alerting"))
+    if rules is not None:
+        install_alerts(app, settings, table("alerting"), rules)
     processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows)
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 

@@ -131,7 +131,8 @@ class LiveWindows:
         if last_offset <= applied:
             return  # the whole batch is a replay
         index = self._index().setdefault(partition, {})
-        values: dict[str, tuple[int, dict[str, Any], dict[str, list[float]], dict[str, int]]] = {}
+        # per (window start, labels...): the start, the labels, values per metric, late counts per metric
+        values: dict[tuple[Any, ...], tuple[int, dict[str, Any], dict[str, list[float]], dict[str, int]]] = {}
         late_offsets = set()
         for row, offset in zip(rows, offsets, strict=True):
             if offset <= applied:
@@ -146,15 +147,18 @@ class LiveWindows:
             else:
                 late = False
                 watermark = at if watermark is None else max(watermark, min(at, now))
-            labels = {name: row[name] for name in GROUP_LABELS}
-            key = f"w|{partition}|{start}|{json.dumps(labels, sort_keys=True, separators=(',', ':'))}"
-            entry = values.setdefault(key, (start, labels, {}, {}))
+            group = (start, *(row[name] for name in GROUP_LABELS))
+            entry = values.get(group)
+            if entry is None:
+                labels = dict(zip(GROUP_LABELS, group[1:], strict=True))
+                entry = values[group] = (start, labels, {}, {})
             if late:
                 entry[3][row["metric"]] = entry[3].get(row["metric"], 0) + 1
                 late_offsets.add(offset)
             else:
                 entry[2].setdefault(row["metric"], []).append(float(value))
-        for key, (start, labels, by_metric, late_by_metric) in values.items():
+        for start, labels, by_metric, late_by_metric in values.values():
+            key = f"w|{partition}|{start}|{json.dumps(labels, sort_keys=True, separators=(',', ':'))}"
             current = self.table.get(key)
             metrics = {name: WindowAggregate.from_dict(d) for name, d in (current or {}).get("m", {}).items()}
             for name in by_metric.keys() | late_by_metric.keys():

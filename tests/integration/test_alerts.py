@@ -165,38 +165,51 @@ def test_an_incident_fires_once_resolves_and_is_delivered_the_windows_match_the_
     api_settings.cache_clear()
 
 
+@pytest.mark.parametrize("standalone", [False, True], ids=["agent-in-worker", "agent-on-its-own"])
 def test_a_worker_killed_between_firing_and_delivery_still_delivers_once_per_key(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, standalone: bool
 ) -> None:
     release = threading.Event()
 
     def answer(n: int, key: str) -> int:
-        if n == 0:  # the first delivery hangs until the worker is gone
+        if n == 0:  # the first delivery hangs until the agent's process is gone
             release.wait(60)
             return 500
         return 200
 
     receiver = Receiver(answer)
     settings = alert_settings(settings, tmp_path, receiver, timeout=30.0)
+    settings = settings.model_copy(update={"alerts_in_worker": not standalone})
+
+    def start_agent(n: int, scoring: subprocess.Popen[bytes] | None) -> subprocess.Popen[bytes]:
+        if standalone:  # `evalstream alerts` beside a worker that runs no agent
+            return spawn_cli(["alerts"], settings.to_env(), tmp_path / f"alerts-{n}.log")
+        return scoring or start_worker(settings, tmp_path / f"worker-{n}.log")
+
     traffic = incident_traffic(9, incident=(2, 6))
-    worker = start_worker(settings, tmp_path / "worker-1.log")
+    scoring = start_worker(settings, tmp_path / "worker.log") if standalone else None
     try:
-        publish(settings, traffic)
-        wait_for(lambda: receiver.requests or None, 240, what="the first delivery", alive=worker)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(30)
+        agent = start_agent(1, scoring)
+        try:
+            publish(settings, traffic)
+            wait_for(lambda: receiver.requests or None, 240, what="the first delivery", alive=agent)
+            agent.send_signal(signal.SIGKILL)
+            agent.wait(30)
+        finally:
+            release.set()
+            stop(agent)
+        first_key = receiver.requests[0]["key"]
+        assert first_key.endswith(":firing")
+        agent = start_agent(2, None)
+        try:
+            wait_for(lambda: receiver.delivered() or None, 180, what="the delivery after the restart", alive=agent)
+            publish(settings, ticks(12 * 60))  # the incident ends: its resolution comes too
+            wait_for(lambda: len(receiver.delivered()) >= 2 or None, 180, what="the resolution", alive=agent)
+        finally:
+            stop(agent)
     finally:
-        release.set()
-        stop(worker)
-    first_key = receiver.requests[0]["key"]
-    assert first_key.endswith(":firing")
-    worker = start_worker(settings, tmp_path / "worker-2.log")
-    try:
-        wait_for(lambda: receiver.delivered() or None, 180, what="the delivery after the restart", alive=worker)
-        publish(settings, ticks(12 * 60))  # the incident ends: its resolution comes too
-        wait_for(lambda: len(receiver.delivered()) >= 2 or None, 180, what="the resolution", alive=worker)
-    finally:
-        stop(worker)
+        if scoring is not None:
+            stop(scoring)
         receiver.close()
     delivered = receiver.delivered()
     per_key: dict[str, int] = defaultdict(int)
