@@ -14,7 +14,7 @@ The rate is events per second from the worker's first Parquet file to its last (
 ``hanging`` / ``none`` ≥ 0.9 (a hanging receiver costs the scoring nothing; the noise of these machines is about
 that size), with alerts delivered to the healthy receiver during the run.
 
-    python bench/alerts.py [--generations 6000] [--minutes 10] [--repeats 3]
+    python bench/alerts.py [--generations 40000] [--minutes 30] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -102,6 +102,13 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def alerts_written(data: Path) -> int:
+    from sinks.catalog import connect
+
+    found = connect(data).execute("SELECT count(*) FROM alerts").fetchone()
+    return int(found[0]) if found else 0
+
+
 def run_once(bootstrap: str, events: list[dict[str, Any]], case: str, work: Path) -> dict[str, Any]:
     from sinks.catalog import connect
     from streams.local.launch import spawn_cli, stop, wait_for
@@ -141,6 +148,8 @@ def run_once(bootstrap: str, events: list[dict[str, Any]], case: str, work: Path
     try:
         wait_for(lambda: landed() >= len(events) or None, 1800, 0.2, "the worker", alive=worker)
         seen_healthy = healthy.requests
+        if case != "none":  # the last windows' alerts, after the measurement
+            wait_for(lambda: alerts_written(settings.data_dir) or None, 120, 0.5, "the alerts", alive=worker)
     finally:
         stop(worker)
     start, end = min(files.values()), max(files.values())
@@ -151,8 +160,8 @@ def run_once(bootstrap: str, events: list[dict[str, Any]], case: str, work: Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generations", type=int, default=6000)
-    parser.add_argument("--minutes", type=int, default=10, help="event time the traffic spans")
+    parser.add_argument("--generations", type=int, default=40_000)
+    parser.add_argument("--minutes", type=int, default=30, help="event time the traffic spans")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from streams.local.broker import LocalBroker
