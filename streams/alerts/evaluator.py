@@ -6,8 +6,9 @@ that topic, with its state in a table (a Faust table in the agent, restored afte
 - ``window`` messages are parts of a window (one source partition, one group); a part sent again replaces the
   first (``p|…`` keys), so a worker's replay after a crash never counts twice. A part of a window that has already
   been evaluated is ignored and counted (``stale_parts``).
-- ``closed`` markers say up to when a source partition has closed its windows. A window is complete once every
-  source partition has passed its end: its parts are merged per group and metric, written (``windows`` dataset,
+- ``closed`` markers say up to when a source partition has closed its windows (or that it is empty: it never had
+  a score, and holds nothing back). A window is complete once every source partition that is not empty has passed
+  its end: its parts are merged per group and metric, written (``windows`` dataset,
   :mod:`sinks.alerting`) and handed to the rules, in window order.
 - Each rule keeps, per group (``r|…`` keys), its lifecycle state (:mod:`metrics.alert_state`) and the recent
   windows it needs (a threshold rule's window, a drift rule's current and trailing reference periods). A changed
@@ -124,20 +125,26 @@ class Evaluator:
 
     def _on_closed(self, q: int, marker: dict[str, Any]) -> Output:
         state = self.table.get(f"c|{q}") or {"until": {}, "wm": {}}
-        partition, until = str(marker["partition"]), int(marker["until"])
-        state = {
-            "n": int(marker["partitions"]),
-            "until": {**state["until"], partition: max(until, state["until"].get(partition, until))},
-            "wm": {**state["wm"], partition: max(marker.get("watermark") or until, state["wm"].get(partition, 0))},
-        }
+        partition = str(marker["partition"])
+        until, old = marker.get("until"), state["until"].get(partition)
+        if until is not None:  # None: the partition is empty, it holds nothing back (until it has scores)
+            until = max(int(until), old) if old is not None else int(until)
+            state["wm"] = {
+                **state["wm"],
+                partition: max(marker.get("watermark") or until, state["wm"].get(partition, 0)),
+            }
+        elif old is not None:
+            until = old  # an empty marker never undoes a partition's progress
+        state = {"n": int(marker["partitions"]), "until": {**state["until"], partition: until}, "wm": state["wm"]}
         self.table[f"c|{q}"] = state
-        if len(state["until"]) < state["n"]:
+        marks = [u for u in state["until"].values() if u is not None]
+        if len(state["until"]) < state["n"] or not marks:
             return Output()
-        complete = min(state["until"].values())
+        complete = min(marks)
         done = self.table.get(f"d|{q}", -(2**62))
         if complete <= done:
             return Output()
-        detected_at = min(state["wm"].values())
+        detected_at = min(v for p, v in state["wm"].items() if state["until"].get(p) is not None)
         out = Output()
         pending = self._index().get(q, {})
         for start in sorted(s for s in pending if s + self.width <= complete):

@@ -4,7 +4,8 @@ A closed window goes to the metrics topic (``llm.metrics``; JSON, keyed by app) 
 (:mod:`streams.alerts`), which merges the partitions' parts, writes the ``windows`` dataset and runs the alert
 rules. After the windows of a close, a ``closed`` marker per source partition goes to every partition of the
 metrics topic: it tells the evaluator that the partition will send nothing more for the windows before ``until``,
-so a window is complete once every source partition has said so.
+so a window is complete once every source partition has said so. A partition that never had a score says once
+(per assignment) that it is ``empty``: it holds no window back until it has scores.
 
 The window state is deleted (in the table, flushed with the batch's other state) only after Kafka has acknowledged
 the emission: a crash in between emits the window again, which the evaluator replaces by its key.
@@ -53,18 +54,18 @@ class WindowStage:
         self.assigned = assigned
         self.counters = counters
         self.lock = asyncio.Lock()  # a batch and the timer never close at once
-        self._last_batch = time.monotonic()
+        self._said_empty: set[int] = set()  # partitions reported empty since the last assignment
 
     def add(self, part: PartitionBatch, now: float) -> None:
         """One batch's score rows of one source partition."""
         before = self.live.late_events
         self.live.add(part.partition, part.scores, part.score_offsets, part.last_offset, now)
         self.counters.late_events += self.live.late_events - before
-        self._last_batch = time.monotonic()
 
-    @property
-    def idle(self) -> bool:
-        return time.monotonic() - self._last_batch >= self.live.idle_s
+    def reset(self) -> None:
+        """On partition assignment: the windows' index is rebuilt, empty partitions are reported again."""
+        self.live.reset()
+        self._said_empty.clear()
 
     async def after_batch(self, parts: Iterable[PartitionBatch], now: float) -> None:
         """Apply a batch (each of its partitions) and emit what it closed."""
@@ -85,22 +86,24 @@ class WindowStage:
     async def _close(self, now: float | None = None) -> int:
         """Emit the windows that are due and wait for Kafka's acknowledgements; returns how many."""
         now = time.time() if now is None else now
-        windows = self.live.close(sorted(self.assigned()), now, self.idle)
+        windows = self.live.close(sorted(self.assigned()), now)
         n = self.source_partitions
         sends = [
             await self.topic.send(key=(w.labels.get("app") or "").encode(), value=_json(w.message(n))) for w in windows
         ]
         await asyncio.gather(*sends)
         moved = self.live.closed(windows)
+        marks: list[dict[str, Any]] = [
+            {"partition": p, "until": until, "watermark": mark} for p, (until, mark) in sorted(moved.items())
+        ]
+        # a partition that never had a score holds no window back: said once per assignment
+        marks += [{"partition": p, "until": None, "empty": True} for p in sorted(self.live.empty - self._said_empty)]
         markers = [
-            await self.topic.send(
-                key=None,
-                value=_json({"type": "closed", "partition": p, "partitions": n, "until": until, "watermark": mark}),
-                partition=q,
-            )
-            for p, (until, mark) in sorted(moved.items())
+            await self.topic.send(key=None, value=_json({"type": "closed", "partitions": n, **m}), partition=q)
+            for m in marks
             for q in range(self.metrics_partitions)
         ]
         await asyncio.gather(*markers)
+        self._said_empty |= self.live.empty
         self.counters.windows_emitted += len(windows)
         return len(windows)

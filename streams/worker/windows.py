@@ -5,9 +5,10 @@ index versions, component) and metric: count, exact sum, min, max and a KLL sket
 windowed tables expire by wall-clock time with no grace period; these do not:
 
 - Each source partition has a *watermark*: the latest score time it has seen (never past the wall clock). A window
-  closes once the watermark is ``grace_s`` past its end. A partition that has seen nothing for ``idle_s`` follows the
-  worker's latest watermark, and once the whole worker is idle, the wall clock, so the last windows of a stream
-  close too.
+  closes once the watermark is ``grace_s`` past its end. A partition quiet for ``idle_s`` (wall clock) moves on: to
+  the other partitions' latest watermark, and by the time it has been quiet (never past the wall clock), so the
+  last windows of a stream that stops close too, and a backfill that comes later is not made late by the clock.
+  A partition that never had a score has nothing to close; the stage reports it as empty, so it holds nothing up.
 - A score whose window has closed (or that is more than ``grace_s`` in the future) is *late*: it is stored and
   scored as usual, and counted as ``late`` in the partition's window that is open when it arrives.
 - The state (a Faust table, restored after a restart) holds the open windows and, per partition, a marker: the last
@@ -23,11 +24,11 @@ Example (a plain dict stands in for the table; windows of 60 s with 30 s of grac
     ...          "value": v} for s, v in ((1, 1.0), (20, 0.0), (59, 1.0))]
     >>> live = LiveWindows({}, width_s=60, grace_s=30, idle_s=10)
     >>> live.add(0, rows, [5, 6, 7], last_offset=7, now=2e9)
-    >>> live.close([0], now=2e9, idle=False)   # the watermark (10:00:59) is not 30 s past 10:01
+    >>> live.close([0], now=2e9)   # the watermark (10:00:59) is not 30 s past 10:01
     []
     >>> later = {**rows[0], "ts": datetime(2026, 11, 30, 10, 1, 40), "value": 0.0}
     >>> live.add(0, [later], [8], last_offset=8, now=2e9)
-    >>> [(w.start, w.metrics["thumbs_up"].count, w.metrics["thumbs_up"].sum) for w in live.close([0], 2e9, False)]
+    >>> [(w.start, w.metrics["thumbs_up"].count, w.metrics["thumbs_up"].sum) for w in live.close([0], 2e9)]
     [(1796032800, 3, 2.0)]
 """
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,7 +91,13 @@ class LiveWindows:
     """The open windows and watermarks of the partitions this worker holds (see the module docstring)."""
 
     def __init__(
-        self, table: MutableMapping[str, Any], width_s: int, grace_s: float, idle_s: float, counters: Any = None
+        self,
+        table: MutableMapping[str, Any],
+        width_s: int,
+        grace_s: float,
+        idle_s: float,
+        counters: Any = None,
+        clock: Callable[[], float] = time.monotonic,  # how long partitions have been quiet (tests pass their own)
     ) -> None:
         if width_s <= 0 or grace_s < 0 or idle_s <= 0:
             raise ValueError("need width_s > 0, grace_s >= 0 and idle_s > 0")
@@ -99,15 +106,19 @@ class LiveWindows:
         self.grace = float(grace_s)
         self.idle_s = float(idle_s)
         self.counters = counters
+        self.clock = clock
         self.late_events = 0  # messages with late scores, since start
         self._open: dict[int, dict[str, int]] | None = None  # partition -> open state keys -> window start
         self._seen: dict[int, float] = {}  # partition -> monotonic time of its last scores
         self._due: dict[int, tuple[int, float]] = {}  # partition -> (closed mark, watermark) found by close()
+        self._started = self.clock()
+        self.empty: set[int] = set()  # partitions (of the last close) that never had a score
 
     def reset(self) -> None:
         """Forget the in-memory index (call on partition assignment; it is rebuilt from the table)."""
         self._open = None
         self._seen.clear()
+        self._started = self.clock()
 
     def _index(self) -> dict[int, dict[str, int]]:
         if self._open is None:
@@ -170,27 +181,29 @@ class LiveWindows:
         _write(self.table, f"m|{partition}", {"o": last_offset, "w": watermark, "c": closed}, partition)
         self.late_events += len(late_offsets)
         if values:
-            self._seen[partition] = time.monotonic()
+            self._seen[partition] = self.clock()
 
-    def close(self, partitions: Iterable[int], now: float, idle: bool) -> list[ClosedWindow]:
+    def close(self, partitions: Iterable[int], now: float) -> list[ClosedWindow]:
         """The windows of ``partitions`` that are due (not yet forgotten: call :meth:`closed` once emitted).
 
-        ``idle``: the worker has seen nothing for ``idle_s``; its partitions then follow the wall clock.
+        A partition quiet for ``idle_s`` (no scores in this process for that long) moves on: to the latest
+        watermark of the others, and by the time it has been quiet, never past the wall clock ``now``. A partition
+        that never had a score has nothing to close: it is listed in :attr:`empty` instead.
         """
         partitions = list(partitions)
         markers = {p: self.marker(p) for p in partitions}
         known = [m["w"] for m in markers.values() if m["w"] is not None]
         latest = max(known) if known else None
-        if idle:
-            latest = now if latest is None else max(latest, now)
-        mono = time.monotonic()
+        mono = self.clock()
+        self.empty = {p for p, m in markers.items() if m["w"] is None}
         out = []
         for partition, marker in markers.items():
             watermark = marker["w"]
-            if latest is not None and (idle or mono - self._seen.get(partition, -math.inf) >= self.idle_s):
-                watermark = latest if watermark is None else max(watermark, latest)
             if watermark is None:
                 continue
+            quiet = mono - self._seen.get(partition, self._started)
+            if quiet >= self.idle_s:
+                watermark = min(max(watermark + quiet, latest or watermark), max(now, watermark))
             limit = window_start(watermark - self.grace, self.width)
             if marker["c"] is not None and limit <= marker["c"]:
                 continue

@@ -172,3 +172,14 @@ def test_an_unknown_message_type_is_refused() -> None:
         assert "nope" in str(exc)
     else:
         raise AssertionError("accepted")
+
+
+def test_an_empty_partition_holds_nothing_back_until_it_has_scores() -> None:
+    ev = Evaluator({}, RULES, width_s=60)
+    empty = {"type": "closed", "partition": 1, "partitions": 2, "until": None, "empty": True}
+    windows, _ = feed(ev, [part(0, 0, "a", {"latency_ms": [1.0]}), empty, closed(0, 60)])
+    assert [w.start for w in windows] == [0]  # partition 1 never had a score: not waited for
+    windows, _ = feed(ev, [part(0, 60, "a", {"latency_ms": [1.0]}), closed(1, 60), closed(0, 120)])
+    assert windows == []  # partition 1 has scores now (its mark is at 60): window [60, 120) waits for it
+    windows, _ = feed(ev, [{**empty}, closed(1, 120)])  # a late empty marker never undoes its progress
+    assert [w.start for w in windows] == [60]

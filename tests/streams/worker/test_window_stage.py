@@ -79,3 +79,15 @@ def test_nothing_is_forgotten_when_kafka_does_not_acknowledge() -> None:
     topic.fail = False
     asyncio.run(windows.tick())
     assert [m["metrics"]["thumbs_up"]["n"] for m in topic.sent if m["type"] == "window"] == [1]
+
+
+def test_a_partition_without_scores_is_said_empty_once_per_assignment() -> None:
+    topic = MetricsTopic()
+    windows = stage(topic)
+    asyncio.run(windows.after_batch([part(0, 0, [1, 70])], NOW))
+    asyncio.run(windows.tick())
+    empties = [(m["partition"], m["to"]) for m in topic.sent if m.get("empty")]
+    assert empties == [(1, 0), (1, 1), (1, 2)]  # partition 1, to each metrics partition, once
+    windows.reset()
+    asyncio.run(windows.tick())
+    assert len([m for m in topic.sent if m.get("empty")]) == 6

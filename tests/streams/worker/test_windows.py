@@ -1,10 +1,10 @@
 """Live windows in the worker: event-time windows with a grace period, late scores counted, replays not applied
-twice, state restored from the table, idle partitions closed by the others' clock and then the wall clock."""
+twice, state restored from the table, quiet partitions moved on by the others' watermark and by the time they have
+been quiet (never by jumping to the wall clock), empty partitions holding nothing up."""
 
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,8 +28,18 @@ def start_of(seconds: int) -> int:
     return int(T0.timestamp()) + seconds
 
 
-def closed(live: LiveWindows, partitions: list[int], idle: bool = False) -> list[ClosedWindow]:
-    windows = live.close(partitions, NOW, idle)
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def closed(live: LiveWindows, partitions: list[int], now: float = NOW) -> list[ClosedWindow]:
+    windows = live.close(partitions, now)
     live.closed(windows)
     return windows
 
@@ -97,22 +107,39 @@ def test_the_state_survives_a_restart_and_is_bounded_by_closing() -> None:
     assert sorted(w.labels["route"] for w in closed(restarted, [0])) == ["a", "b"]
 
 
-def test_an_idle_partition_follows_the_busy_ones_and_an_idle_worker_the_wall_clock() -> None:
-    live = LiveWindows({}, width_s=60, grace_s=0, idle_s=0.05)
+def test_a_quiet_partition_follows_the_busy_ones_then_moves_by_its_quiet_time() -> None:
+    clock = Clock()
+    live = LiveWindows({}, width_s=60, grace_s=0, idle_s=10, clock=clock)
     live.add(1, [row(5)], [0], 0, NOW)  # partition 1 gets one score, then nothing
-    time.sleep(0.06)
+    clock.t = 11
     live.add(0, [row(10), row(200)], [0, 1], 1, NOW)  # partition 0 moves on
-    windows = closed(live, [0, 1])
+    windows = closed(live, [0, 1, 2])
     assert [(w.partition, w.start) for w in windows] == [(0, start_of(0)), (1, start_of(0))]
-    live.add(0, [row(230)], [2], 2, NOW)
-    assert [(w.partition, w.start) for w in closed(live, [0, 1], idle=True)] == [(0, start_of(180))]
-    assert live.marker(1)["c"] == live.marker(0)["c"] == math.floor(NOW / 60) * 60
+    assert live.empty == {2}  # never had a score: nothing to close, it holds nothing up
+    # the stream stops; the last window [3:00, 4:00) closes once the partition has been quiet 40 s more
+    clock.t = 11 + 30
+    assert closed(live, [0, 1]) == []
+    clock.t = 11 + 41
+    assert [(w.partition, w.start) for w in closed(live, [0, 1])] == [(0, start_of(180))]
+
+
+def test_a_quiet_partition_never_moves_past_the_wall_clock_and_a_later_backfill_is_on_time() -> None:
+    clock = Clock()
+    live = LiveWindows({}, width_s=60, grace_s=0, idle_s=10, clock=clock)
+    clock.t = 3600  # quiet for an hour before anything comes: no watermark to move, nothing closes
+    assert closed(live, [0]) == [] and live.empty == {0}
+    live.add(0, [row(10), row(70)], [0, 1], 1, NOW)  # history, a day old
+    assert live.late_events == 0
+    clock.t = 3600 + 7200
+    now = start_of(100)  # the wall clock just after the data: the watermark stops there
+    assert [w.start for w in closed(live, [0], now=now)] == [start_of(0)]
+    assert live.marker(0)["c"] == start_of(60)
 
 
 def test_closed_reports_the_new_marks_for_the_markers() -> None:
     live = LiveWindows({}, width_s=60, grace_s=0, idle_s=3600)
     live.add(2, [row(70)], [0], 0, NOW)
-    windows = live.close([2], NOW, False)
+    windows = live.close([2], NOW)
     assert windows == [] and live.closed(windows) == {2: (start_of(60), start_of(70))}
     assert live.closed([]) == {}  # nothing moved since
 
@@ -131,7 +158,8 @@ def test_in_order_scores_land_in_their_windows_exactly_whatever_the_batches(
     points: list[tuple[int, float]], cuts: list[int]
 ) -> None:
     points.sort()
-    live = LiveWindows({}, width_s=60, grace_s=0, idle_s=3600)
+    clock = Clock()
+    live = LiveWindows({}, width_s=60, grace_s=0, idle_s=3600, clock=clock)
     emitted: list[ClosedWindow] = []
     i, c = 0, 0
     while i < len(points):
@@ -140,7 +168,8 @@ def test_in_order_scores_land_in_their_windows_exactly_whatever_the_batches(
         live.add(0, [row(s, v) for s, v in chunk], list(range(i, i + len(chunk))), i + len(chunk) - 1, NOW)
         emitted += closed(live, [0])
         i, c = i + len(chunk), c + 1
-    emitted += closed(live, [0], idle=True)
+    clock.t = 10**7  # quiet for long: every window closes
+    emitted += closed(live, [0])
     by_window = {w.start: w.metrics["thumbs_up"] for w in emitted}
     for start in {start_of(s // 60 * 60) for s, _ in points}:
         values = [v for s, v in points if start_of(s // 60 * 60) == start]
