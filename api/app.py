@@ -19,7 +19,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.routers import alerts, clusters, compare, components, drift, health, judges, metrics, traces
+from api.auth import protect
+from api.routers import alerts, clusters, compare, components, dashboard, drift, health, judges, metrics, traces
+from api.routers import pipeline as pipeline_status
+from api.routers import prometheus as prometheus_metrics
+from api.settings import get_settings
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
 
@@ -41,4 +45,8 @@ def create_app() -> FastAPI:
     app.include_router(components.router)
     app.include_router(judges.router)
     app.include_router(alerts.router)
+    app.include_router(dashboard.router)
+    app.include_router(pipeline_status.router)
+    protect(app, get_settings())  # API keys (api/auth.py): every path but /health, / and /static/* needs one
+    prometheus_metrics.install(app)  # /metrics; outermost, so requests refused for a missing key count too
     return app

@@ -100,11 +100,11 @@ def _counts(values: np.ndarray, rows: np.ndarray, failed: np.ndarray, key: str) 
 def _texts(con: duckdb.DuckDBPyConnection, ids: list[str], since: datetime, until: datetime) -> dict[str, tuple]:
     if not ids:
         return {}
-    sql = """SELECT generation_id, input, output
+    sql = """SELECT generation_id, input, output, trace_id
              FROM events JOIN (SELECT unnest($ids) AS generation_id) USING (generation_id)
              WHERE type = 'generation' AND ts >= $since AND ts < $until"""
     rows = query(con, sql, {"since": since, "until": until, "ids": ids})[1]
-    return {str(r[0]): (r[1], r[2]) for r in rows}
+    return {str(r[0]): (r[1], r[2], r[3]) for r in rows}
 
 
 def find_clusters(
@@ -165,7 +165,7 @@ def find_clusters(
     texts = _texts(con, sorted(wanted), request.since, request.until)
 
     def inputs(rows: np.ndarray) -> list[str]:
-        return [t for r in rows if (t := (texts.get(str(ids[r])) or (None, None))[0])]
+        return [t for r in rows if (t := (texts.get(str(ids[r])) or (None, None, None))[0])]
 
     labels = ctfidf_labels([inputs(label_rows[c.index]) for c in result.clusters], inputs(background))
     run = ClusterRun(
@@ -192,9 +192,9 @@ def find_clusters(
             fails = rows[failed[rows]]
             examples = []
             for r in fails[:N_EXAMPLES]:
-                text_in, text_out = texts.get(str(ids[r]), (None, None))
+                text_in, text_out, trace_id = texts.get(str(ids[r]), (None, None, None))
                 examples.append({
-                    "generation_id": str(ids[r]), "input": text_in, "output": text_out,
+                    "generation_id": str(ids[r]), "input": text_in, "output": text_out, "trace_id": trace_id,
                     "signals": [s for s, hit in zip(signals, flags[r], strict=True) if hit],
                     "similarity": round(float(result.similarity[r]), 4),
                 })  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import duckdb
 from fastapi import Depends, HTTPException
 
+from api.sandbox import restrict_files
 from api.settings import ApiSettings, get_settings
 from metrics.analysis import AnalysisConfigError, check_analysis
 from metrics.judges import JudgeConfigError, parse_judges
@@ -35,8 +36,11 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 @lru_cache(maxsize=16)
 def get_catalog(data_dir: str) -> Catalog:
-    """The views over one data folder, made on first use (not at import) and shared by every request."""
-    return Catalog(data_dir)
+    """The views over one data folder, made on first use (not at import) and shared by every request; its database
+    reads no file outside the folder (:mod:`api.sandbox`)."""
+    catalog = Catalog(data_dir)
+    restrict_files(catalog)
+    return catalog
 
 
 def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,6 +1,7 @@
 """The API's settings (environment prefix ``EVALSTREAM_``, as the worker's): where to read, where to listen.
 
-The API reads only what the sinks wrote, so it needs the data folder and nothing of the worker's.
+The API reads only what the sinks wrote, so it needs the data folder and nothing of the worker's; and who may ask
+(API keys, :mod:`api.auth`).
 
 Example::
 
@@ -28,6 +29,17 @@ class ApiSettings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `evalstream api`.")
     clusters_cache_s: float = Field(
         default=60.0, ge=0, le=86400, description="How long `/v1/clusters` keeps an answer for the same request."
+    )
+    api_keys: str | None = Field(
+        default=None,
+        description="API keys, comma-separated: every endpoint but /health, / and /static/* then needs "
+        "`Authorization: Bearer <key>` (api/auth.py).",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file of API keys, one a line (`#` starts a comment); read at start-up."
+    )
+    api_allow_unauthenticated: bool = Field(
+        default=False, description="Let `evalstream api` listen on a non-loopback address without API keys."
     )
     log_level: str = "info"
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -153,15 +152,22 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-@cache
+_SCHEMA_FILES: dict[str, str] = {}
+_SCHEMA_LOCK = threading.Lock()
+
+
 def _schema_file(name: str) -> str:
     """An empty Parquet file with every column of dataset ``name``, in a temporary folder of this process: read
     with the dataset's files (``union_by_name``), it gives the view the columns files written before a column
-    existed lack (as NULL)."""
-    folder = Path(tempfile.mkdtemp(prefix="evalstream-schema-")) / name / "dt=1970-01-01"
-    folder.mkdir(parents=True)
-    pq.write_table(DATASETS[name].empty_table(), folder / "empty.parquet")
-    return str(folder / "empty.parquet")
+    existed lack (as NULL). One per dataset and process, also when threads ask at once (the API's sandbox allows
+    exactly these folders)."""
+    with _SCHEMA_LOCK:
+        if name not in _SCHEMA_FILES:
+            folder = Path(tempfile.mkdtemp(prefix="evalstream-schema-")) / name / "dt=1970-01-01"
+            folder.mkdir(parents=True)
+            pq.write_table(DATASETS[name].empty_table(), folder / "empty.parquet")
+            _SCHEMA_FILES[name] = str(folder / "empty.parquet")
+        return _SCHEMA_FILES[name]
 
 
 def _dataset_view(name: str, pattern: str) -> str:

@@ -12,7 +12,10 @@ Usage::
     $ evalstream publish events.jsonl   # send events
     $ evalstream sql "SELECT metric, count(*) FROM scores GROUP BY ALL"
     $ evalstream clusters --app support-bot # the prompt classes that fail systematically (last 24 h)
-    $ evalstream demo                   # all of the above with sample traffic
+    $ evalstream simulate --backfill 30 # realistic traffic with incidents (docs/demo.md)
+    $ evalstream demo                   # all of the above with simulated traffic and its story
+    $ evalstream status                 # broker, topics, consumer lag, workers, data folder, firing alerts
+    $ evalstream replay old.jsonl.gz    # backfill at full speed (invalid lines skipped and listed)
 
 Example (``publish`` checks every line before it sends any, so a bad file is refused without a broker)::
 
@@ -37,6 +40,7 @@ from typing import Annotated
 
 import typer
 
+from streams import cli_ops
 from streams.cli_kafka import kafka_app
 from streams.settings import get_settings
 
@@ -130,9 +134,12 @@ def api(
     """Serve the HTTP API (reads the Parquet files the worker wrote)."""
     import uvicorn
 
+    from api.auth import bind_problem
     from api.settings import get_settings as api_settings
 
     settings = api_settings()
+    if problem := bind_problem(host or settings.api_host, settings):  # no keys: loopback only
+        _fail(problem, 2)
     uvicorn.run(
         "api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
         log_level=settings.log_level.lower(),
@@ -333,19 +340,37 @@ def schema() -> None:
 
 
 @app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(min=0.1, help="Events per second (history and live)")] = 5.0,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same traffic")] = 1,
+    incident: Annotated[list[str] | None, typer.Option(help="KIND@START[+DURATION], repeatable (docs/demo.md)")] = None,
+    backfill: Annotated[float, typer.Option(min=0, help="Minutes of history (ending now) sent first")] = 0,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds of live traffic (0 = until Ctrl-C)")] = 0,
+) -> None:
+    """Realistic traffic of an LLM assistant, with incidents (a model switch, a failing class, a PII leak...)."""
+    from streams.local.simulate import simulate_cli
+
+    raise typer.Exit(simulate_cli(rate, seed, incident or [], backfill, duration))
+
+
+@app.command()
 def demo(
-    events: Annotated[int, typer.Option(help="Sample events to publish")] = 2000,
-    malformed: Annotated[int, typer.Option(help="Malformed messages to publish (they go to the DLQ)")] = 20,
-    duration: Annotated[float, typer.Option(help="Seconds to keep running after loading (0 = until Ctrl-C)")] = 0,
+    rate: Annotated[float, typer.Option(min=0.1, help="Simulated events per second")] = 5.0,
+    backfill: Annotated[float, typer.Option(min=0, help="Minutes of history sent first (the story's)")] = 30,
+    seed: Annotated[int, typer.Option(help="The simulator's seed")] = 1,
+    duration: Annotated[float, typer.Option(help="Seconds to keep running after the story (0 = until Ctrl-C)")] = 0,
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Where the demo writes (default: a temp folder)")] = None,
 ) -> None:
-    """Broker + worker + API + sample traffic, then print where to look."""
+    """Broker + worker + API + simulated traffic with incidents, then what it shows and where (docs/demo.md)."""
     from streams.local.demo import run_demo
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    raise typer.Exit(run_demo(n_events=events, n_malformed=malformed, duration=duration, port=port, data_dir=data_dir))
+    raise typer.Exit(run_demo(rate, backfill, seed, duration=duration, port=port, data_dir=data_dir))
 
+
+app.command()(cli_ops.status)  # the bodies live in streams/cli_ops.py
+app.command()(cli_ops.replay)
 
 if __name__ == "__main__":
     app()

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     alerts_in_worker: bool = Field(
         default=True, description="Run the alerting agent in the worker (false: run `evalstream alerts` apart)."
     )
+    worker_metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of the worker's Prometheus /metrics (0 = off)."
+    )
+    worker_metrics_host: str = Field(default="127.0.0.1", description="Bind address of the worker's /metrics.")
     log_level: str = "info"
 
     @model_validator(mode="after")

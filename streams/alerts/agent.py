@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import asdict
 from datetime import UTC
 from pathlib import Path
@@ -84,6 +84,9 @@ class AlertAgent:
         self.bad_messages = 0  # metrics messages that could not be read (logged with the reason)
         self._last_report = time.monotonic()
         self._rules_mtime = self._mtime()
+        # told of each alert state change and delivery attempt (the worker's Prometheus metrics)
+        self.on_alert: list[Callable[[dict[str, Any]], None]] = []
+        self.on_delivery: list[Callable[[DeliveryRecord], None]] = []
 
     def _mtime(self) -> float | None:
         try:
@@ -96,6 +99,8 @@ class AlertAgent:
         at = row.pop("at")
         row["attempted_at"] = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
         self.delivery_log.append(row)
+        for observe in self.on_delivery:
+            observe(record)
 
     async def handle(self, q: int, value: bytes, alerts_topic: Any) -> None:
         """One metrics message (steps 1 to 3 of the module docstring; the caller acks it after)."""
@@ -120,6 +125,8 @@ class AlertAgent:
             self.table[key] = {"q": q, "record": record}
             self._keys().add(key)
             self.alerts += 1
+            for observe in self.on_alert:
+                observe(record)
             log.warning("alert %s %s: rule %s, group %s, value %s", record["state"], record["alert_id"],
                         record["rule"], record["group"], record["value"])  # fmt: skip
         await asyncio.gather(*sends)

@@ -44,6 +44,7 @@ from streams.worker.embedding_scores import EmbeddingScorer
 from streams.worker.evalconfig import ReferenceBook
 from streams.worker.join import GenerationJoin
 from streams.worker.persist import ParquetSinks
+from streams.worker.prometheus import install as install_metrics
 from streams.worker.traces import TraceJoin
 from streams.worker.window_stage import WindowStage
 from streams.worker.windows import LiveWindows
@@ -157,9 +158,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         async def _close_windows() -> None:  # windows the clocks made due while no batch came
             await windows.tick()
 
-    if rules is not None:
-        install_alerts(app, settings, table("alerting"), rules)
+    alerting = install_alerts(app, settings, table("alerting"), rules) if rules is not None else None
     processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows)
+    install_metrics(app, settings, counters, processor, alerting)  # /metrics and the status file
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

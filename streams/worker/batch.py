@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,8 @@ class BatchProcessor:
         self.embeddings = EmbeddingStage(embedder, counters) if embedder is not None else None
         self._next_offset: dict[tuple[str, int], int] = {}
         self.windows = windows  # live windows of the scores (None: off)
+        # told of each batch once it is durable (the worker's Prometheus metrics: streams.worker.prometheus)
+        self.observers: list[Callable[[BegunBatch, ScoredBatch], None]] = []
 
     def reset(self) -> None:
         """Forget the offsets seen and the refresh and trace state's expiry heaps (call on partition assignment)."""
@@ -130,7 +132,7 @@ class BatchProcessor:
         self.refreshes.reset()
         self.traces.reset()
         if self.windows is not None:
-            self.windows.live.reset()
+            self.windows.reset()
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One batch, start to end (the agent overlaps :meth:`begin` of the next batch with :meth:`complete`)."""
@@ -178,6 +180,8 @@ class BatchProcessor:
         await self._flush_kafka(scored)
         await self._persist(scored)
         self._count_time(begun, started, scoring_done, embeddings_done)
+        for observe in self.observers:
+            observe(begun, scored)
 
     async def _score_messages(self, begun: BegunBatch, scored: ScoredBatch, now: float) -> None:
         """Join and rule-score every message; dead-letter those that fail, with the reason."""
