@@ -29,7 +29,7 @@ from api.sandbox import restrict_files
 from api.settings import ApiSettings, get_settings
 from metrics.analysis import AnalysisConfigError, check_analysis
 from metrics.judges import JudgeConfigError, parse_judges
-from sinks.catalog import Catalog
+from sinks.catalog import READ_ONLY, Catalog
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
@@ -44,11 +44,14 @@ def get_catalog(data_dir: str) -> Catalog:
 
 
 def get_duckdb(settings: SettingsDep) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of the catalog for one request, inside a read-only transaction: nothing a request runs can write
+    to the database (its views included); files outside the data folder are out of reach (:mod:`api.sandbox`)."""
     cursor = get_catalog(str(settings.data_dir)).cursor()
     try:
+        cursor.execute(READ_ONLY)
         yield cursor
     finally:
-        cursor.close()
+        cursor.close()  # the transaction ends with it (nothing to commit)
 
 
 DuckDB = Annotated[duckdb.DuckDBPyConnection, Depends(get_duckdb)]

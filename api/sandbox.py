@@ -6,9 +6,10 @@ cannot change a query. Should one ever manage to, this keeps the damage inside t
 :mod:`sinks.catalog`) refuses every other file (``read_csv('/etc/passwd')``, ``COPY … TO '/tmp/…'``), the
 network, and installing or loading extensions; ``lock_configuration`` then refuses any ``SET`` that would undo it.
 
-What it cannot do (DuckDB 2.0): make the database read-only. An in-memory database cannot be opened
-``READ_ONLY``, and an allowed directory is allowed for writing as well as reading, so ``COPY … TO`` *inside* the
-data folder would still work. The parameters and fixed identifiers are what keep requests from writing there.
+The database itself is read-only for requests: each request's cursor runs in a read-only transaction
+(:func:`api.deps.get_duckdb`). What that cannot cover (DuckDB 2.0): an allowed directory is allowed for writing as
+well as reading, and a read-only transaction does not cover files, so ``COPY … TO`` *inside* the data folder would
+still work. The parameters and fixed identifiers are what keep requests from writing there.
 
 Example::
 

@@ -298,8 +298,22 @@ def query(
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
+            _restart_transaction(con)
             time.sleep(0.01 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+READ_ONLY = "BEGIN TRANSACTION READ ONLY"  # the API's transactions (api.deps.get_duckdb): the only ones opened
+
+
+def _restart_transaction(con: duckdb.DuckDBPyConnection) -> None:
+    """After an error inside a transaction DuckDB refuses every statement until it ends: end it and open the
+    read-only one again (a connection outside any transaction, as ``evalstream sql``'s, is left as it is)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        return  # no transaction was open
+    con.execute(READ_ONLY)
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 5) -> pa.Table:
@@ -310,5 +324,6 @@ def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: object = None,
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
+            _restart_transaction(con)
             time.sleep(0.01 * 2**attempt)
     raise AssertionError("unreachable")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -177,3 +178,19 @@ def test_with_the_override_it_listens_on_every_address_and_warns(tmp_path: Path)
     finally:
         stop(proc)
     assert "no API keys" in log.read_text()
+
+
+def test_a_request_cannot_write_to_the_database(tmp_path: Path) -> None:
+    """Every request's cursor runs in a read-only transaction: no table, view or insert, whatever the SQL."""
+    from api.deps import get_duckdb
+
+    settings = ApiSettings(data_dir=tmp_path)
+    cursors = get_duckdb(settings)
+    cursor = next(cursors)
+    assert cursor.execute("SELECT count(*) FROM scores").fetchone() == (0,)
+    for statement in ("CREATE TABLE t (a INTEGER)", "CREATE OR REPLACE VIEW scores AS SELECT 1 AS a"):
+        with pytest.raises(duckdb.Error, match="read-only"):
+            cursor.execute(statement)
+        cursor.execute("ROLLBACK")
+        cursor.execute("BEGIN TRANSACTION READ ONLY")
+    cursors.close()

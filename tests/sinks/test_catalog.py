@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from sinks.catalog import connect
 from sinks.parquet import PartitionedParquetWriter
 from sinks.schemas import EVENTS_SCHEMA, SCORES_SCHEMA
@@ -54,7 +56,18 @@ def test_query_retries_when_a_file_vanishes(tmp_path: Path, monkeypatch) -> None
             return real_execute(sql, params)
 
     columns, rows = query(Flaky(), "SELECT count(*) AS n FROM scores")  # type: ignore[arg-type]
-    assert (columns, rows, len(calls)) == (["n"], [(1,)], 2)
+    # outside a transaction the ROLLBACK (that would end the read-only one of an API request) is refused, harmlessly
+    assert (columns, rows, calls[1:]) == (["n"], [(1,)], ["ROLLBACK", "SELECT count(*) AS n FROM scores"])
+
+    calls.clear()
+    real_execute("BEGIN TRANSACTION READ ONLY")  # as an API request's cursor: after the error, a new one is begun
+    columns, rows = query(Flaky(), "SELECT count(*) AS n FROM scores")  # type: ignore[arg-type]
+    assert (rows, calls[1:]) == (
+        [(1,)],
+        ["ROLLBACK", "BEGIN TRANSACTION READ ONLY", "SELECT count(*) AS n FROM scores"],
+    )
+    with pytest.raises(duckdb.Error, match="read-only"):
+        real_execute("CREATE TABLE t (a INTEGER)")
 
 
 def test_connect_during_a_replay_that_emptied_a_dataset(tmp_path: Path) -> None:
