@@ -5,8 +5,8 @@ Per message (:class:`streams.alerts.evaluator.Evaluator` decides what it complet
 1. complete windows are written to the ``windows`` dataset (one file per window and app: a replay rewrites it);
 2. each state change is written to the ``alerts`` dataset, sent to the alerts topic (``llm.alerts``, keyed by
    ``alert_id``) and put in the *outbox* (``o|<idempotency key>`` in the agent's table);
-3. the table's changes (the evaluator's state and the outbox) are sent to its changelog; only then is the message
-   acked;
+3. the table's changes (the evaluator's state and the outbox) are sent to its changelog, once per batch of
+   messages (at most 500 or half a second); only then are the messages acked;
 4. the outbox entries go to the webhook dispatcher (:mod:`streams.alerts.webhooks`), which retries each receiver on
    its own; an entry leaves the outbox once every receiver has it or has given up. A crash before that leaves it
    in the restored table, and it is delivered again with the same idempotency key (``<alert_id>:<state>``).
@@ -27,19 +27,21 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import asdict
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from metrics.alert_rules import RulesError, RuleSet, parse_rules
 from sinks.alerting import alert_json, utc, write_alert, write_deliveries, write_windows
 from streams.alerts.evaluator import Evaluator, Output
 from streams.alerts.webhooks import DeliveryRecord, WebhookDispatcher
+from streams.faust_ext.batching import ack_events, take_events_overlapped
+from streams.faust_ext.current_event import set_current_event
 from streams.settings import Settings
 
 log = logging.getLogger("evalstream.alerts")
@@ -104,16 +106,37 @@ class AlertAgent:
 
     async def handle(self, q: int, value: bytes, alerts_topic: Any) -> None:
         """One metrics message (steps 1 to 3 of the module docstring; the caller acks it after)."""
+        out = self._evaluate(q, value)
+        if out is not None:
+            await self._store(q, out, alerts_topic)
+        await self.flush()
+        if out is not None and out.alerts:
+            self.deliver_outbox()
+
+    async def handle_batch(self, events: Sequence[EventT], alerts_topic: Any) -> None:
+        """Several metrics messages in order, their state sent to the changelog once (the caller acks them after):
+        a backfill's windows are evaluated at the pace of the batches, not of one flush per message."""
+        fired = False
+        for event in events:
+            set_current_event(event)  # the table writes of this message go to its partition's changelog
+            out = self._evaluate(event.message.partition, event.message.value)
+            if out is not None:
+                await self._store(event.message.partition, out, alerts_topic)
+                fired = fired or bool(out.alerts)
+        await self.flush()
+        if fired:
+            self.deliver_outbox()
+
+    def _evaluate(self, q: int, value: bytes | None) -> Output | None:
         try:
-            message = json.loads(value)
-            out = self.evaluator.on_message(q, message)
+            return self.evaluator.on_message(q, json.loads(value or b"null"))
         except (ValueError, KeyError, TypeError) as exc:  # never crash on a message: say what it was, count it
             self.bad_messages += 1
             log.error("metrics message on partition %d skipped: %s: %s", q, type(exc).__name__, exc)
-            return
-        await self._store(q, out, alerts_topic)
+            return None
 
     async def _store(self, q: int, out: Output, alerts_topic: Any) -> None:
+        """Steps 1 and 2 for one message's output (the flush and the hand-over to the dispatcher come after)."""
         data_dir = self.settings.data_dir
         for window in out.windows:
             await asyncio.to_thread(write_windows, data_dir, window.start, window.app, window.rows)
@@ -130,9 +153,6 @@ class AlertAgent:
             log.warning("alert %s %s: rule %s, group %s, value %s", record["state"], record["alert_id"],
                         record["rule"], record["group"], record["value"])  # fmt: skip
         await asyncio.gather(*sends)
-        await self.flush()
-        if out.alerts:
-            self.deliver_outbox()
 
     async def flush(self) -> None:
         flush = getattr(self.table, "flush", None)
@@ -220,8 +240,10 @@ def install(
 
     @app.agent(source, name="alerts")  # type: ignore[untyped-decorator]
     async def alerts(stream: StreamT) -> None:
-        async for event in stream.events():  # acked when the next one is asked for: after handle() is done
-            await agent.handle(event.message.partition, event.message.value, alerts_topic)
+        # acked only once handle_batch() has flushed their state (an error leaves them unacked: replayed)
+        async for events in take_events_overlapped(stream, 500, 0.5, ack=False):
+            await agent.handle_batch(events, alerts_topic)
+            await ack_events(stream, events)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def _tick() -> None:

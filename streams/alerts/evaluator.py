@@ -105,7 +105,10 @@ class Evaluator:
         return self._pending
 
     def on_message(self, q: int, message: dict[str, Any]) -> Output:
-        """One message of partition ``q`` of the metrics topic; what it completed and fired."""
+        """One message of partition ``q`` of the metrics topic; what it completed and fired (ValueError, KeyError or
+        TypeError for a message that is not one of ours)."""
+        if not isinstance(message, dict):
+            raise ValueError(f"a metrics message is a JSON object, got {type(message).__name__}")
         kind = message.get("type")
         if kind == "window":
             self._on_part(q, message)

@@ -142,3 +142,22 @@ def test_the_webhook_payload_has_readable_times() -> None:
     payload = webhook_payload(record)
     assert payload["window_start"] == "1970-01-01T00:00:00Z" and payload["windows"] == ["1970-01-01T00:00:00Z"]
     assert "receivers" not in payload
+
+
+def test_unreadable_metrics_messages_are_counted_and_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(data_dir=tmp_path)
+    agent = AlertAgent(settings, {}, load_rules(settings))
+    bad = [b"not json", b"null", b"[1, 2]", b'{"type": "window"}', b'{"type": "closed", "partition": 0}', None]
+
+    class Event:  # what handle_batch reads of a Faust event
+        def __init__(self, value: bytes | None) -> None:
+            self.message = type("Message", (), {"partition": 0, "value": value})()
+
+    async def run() -> None:
+        for value in bad[:3]:
+            await agent.handle(0, value or b"", Topic())
+        await agent.handle_batch([Event(v) for v in bad[3:]], Topic())  # type: ignore[list-item]
+
+    monkeypatch.setattr("streams.alerts.agent.set_current_event", lambda event: None)  # no Faust event here
+    asyncio.run(run())
+    assert agent.bad_messages == len(bad)
