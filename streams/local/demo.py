@@ -44,7 +44,7 @@ from typing import Any
 import typer
 
 from sinks.catalog import connect, landed_counts
-from streams.local.launch import spawn_cli, stop, wait_for
+from streams.local.launch import spawn_cli, stop_all, wait_for
 from streams.local.simulate import APP, DEFAULT_INCIDENTS, FAILING_ROUTE, Malformed, Progress, run_simulation
 from streams.sdk.publisher import Publisher
 from streams.settings import Settings
@@ -326,8 +326,7 @@ def run_demo(
         stopping.set()
         if sim is not None:
             sim.join(70)
-        for child in children:
-            stop(child)
+        stop_all(children)  # the API and the worker shut down side by side
         hook.close()
         if broker is not None:
             broker.stop()

@@ -55,6 +55,20 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int | None:
     return proc.returncode
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> None:
+    """:func:`stop` for several processes at once: all are asked first, so their shutdowns overlap."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def wait_for(
     check: Callable[[], T | None],
     timeout_s: float,

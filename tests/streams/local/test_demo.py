@@ -106,7 +106,7 @@ def test_ctrl_c_in_the_middle_stops_everything_and_the_api_wants_the_key(tmp_pat
             assert answer.status == 200
         assert left_behind(data)  # the broker, the worker (and its encoder), the API
         demo.proc.send_signal(signal.SIGINT)
-        assert demo.proc.wait(120) == 0, demo.output
+        assert demo.proc.wait(180) == 0, demo.output
     finally:
         if demo.proc.poll() is None:
             demo.proc.kill()
