@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metrics.alert_rules import DriftRule, GuardrailRule, Rule, RuleSet, ThresholdRule
-from metrics.alert_state import AlertState, step
+from metrics.alert_state import AlertState, step, window_outcome
 from metrics.windows import WindowAggregate, sketch_drift
 from sinks.alerting import window_row
 
@@ -230,10 +230,10 @@ class Evaluator:
         span = (end - rule.window_s, end)
         if isinstance(rule, GuardrailRule):
             latest = history[-1][1]
-            return rule.outcome(latest.high, latest.count), latest.high, latest.count, None, [start], (start, end)
+            return window_outcome(rule, latest), latest.high, latest.count, None, [start], (start, end)
         if isinstance(rule, ThresholdRule):
             value = merged.value(rule.aggregation)
-            return rule.outcome(value, merged.count), value, merged.count, None, used, span
+            return window_outcome(rule, merged), value, merged.count, None, used, span
         if end % rule.every_s:
             return _SKIP, None, merged.count, None, used, span
         ref_start, ref_end = rule.reference_period(end - rule.window_s)
