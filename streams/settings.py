@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     join_ttl_s: float = Field(
         default=24 * 3600, gt=0, description="How long a generation stays joinable by edits/feedback."
     )
+    dedup_horizon_s: float = Field(
+        default=600,
+        ge=0,
+        description="A message whose event_id its partition processed this many seconds ago or less is a duplicate "
+        "(dead-lettered, not scored again); 0 turns de-duplication off.",
+    )
     store_text: Literal["full", "redacted", "none"] = Field(
         default="full", description="Texts in Parquet: as sent, with PII redacted, or not at all."
     )

@@ -36,10 +36,12 @@ from streams.faust_ext import patches as faust_patches
 from streams.faust_ext import unverified_faust_version
 from streams.faust_ext.batching import ack_events, take_events_overlapped
 from streams.faust_ext.changelog import BatchedChangelogTable
+from streams.faust_ext.offsets import committed_offsets
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker.batch import BatchProcessor, BegunBatch
 from streams.worker.counters import WorkerCounters
+from streams.worker.dedup import SeenEvents
 from streams.worker.embedding_scores import EmbeddingScorer
 from streams.worker.evalconfig import ReferenceBook
 from streams.worker.join import GenerationJoin
@@ -84,7 +86,7 @@ def _broker_urls(bootstrap_servers: str) -> str:
 
 
 # the worker's Faust tables (each with a compacted changelog topic, created up front by ensure_topics)
-TABLES = ("generations", "recent_outputs", "recent_asks", "traces", "windows", "alerting")
+TABLES = ("generations", "recent_outputs", "recent_asks", "traces", "windows", "alerting", "event_ids")
 
 
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
@@ -144,6 +146,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     asks = table("recent_asks")
     # spans and the generation of their trace, by trace id (streams.worker.traces)
     traces = TraceJoin(table("traces"), settings.join_ttl_s)
+    # event ids processed recently per partition: a repeated id is a duplicate (streams.worker.dedup)
+    seen = SeenEvents(table("event_ids"), settings.dedup_horizon_s) if settings.dedup_horizon_s > 0 else None
     windows = None
     if settings.windows:  # live windows per partition, group and metric, emitted to the metrics topic once closed
         live = LiveWindows(table("windows"), settings.window_s, settings.window_grace_s, settings.window_idle_s)
@@ -159,7 +163,10 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
             await windows.tick()
 
     alerting = install_alerts(app, settings, table("alerting"), rules) if rules is not None else None
-    processor = BatchProcessor(join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows)
+    processor = BatchProcessor(
+        join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows, seen,
+        committed_offsets(app, settings.events_topic),
+    )  # fmt: skip
     install_metrics(app, settings, counters, processor, alerting)  # /metrics and the status file
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 

@@ -36,13 +36,13 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from metrics.novelty import RecentOutputs
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.current_event import set_current_event
 from streams.sdk.schema import EditEvent, Event, EventValidationError, GenerationEvent, SpanEvent, parse_event
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
 from streams.worker.dead_letters import dead_letter_headers
+from streams.worker.dedup import SeenEvents
 from streams.worker.embedding_scores import EmbeddingScorer, EmbeddingStage, Encoded
 from streams.worker.join import GenerationJoin
 from streams.worker.novelty_stage import NoveltyJob, NoveltyStage, novelty_scores
@@ -78,7 +78,6 @@ class ScoredBatch:
     edits: list[tuple[PartitionBatch, EditEvent, GenerationRef, int]] = field(default_factory=list)  # + offset
     generations: list[tuple[PartitionBatch, GenerationEvent, int]] = field(default_factory=list)  # + index in to_embed
     offsets: dict[int, int] = field(default_factory=dict)  # index in to_embed -> the generation's offset
-    recent: dict[str, RecentOutputs] = field(default_factory=dict)  # novelty's new state per key
 
     def part(self, ev: EventT) -> PartitionBatch:
         """The rows of ``ev``'s partition, which now ends at ``ev``."""
@@ -107,6 +106,8 @@ class BatchProcessor:
         asks: MutableMapping[str, Any] | None = None,
         traces: TraceJoin | None = None,
         windows: WindowStage | None = None,
+        seen: SeenEvents | None = None,
+        committed: Callable[[int], int | None] = lambda partition: None,
     ) -> None:
         self.settings = settings or Settings()
         self.join = join
@@ -115,14 +116,17 @@ class BatchProcessor:
         self.dlq_topic = dlq_topic
         self.sinks = sinks
         self.counters = counters
+        # ``committed``: per source partition, where a replay would start (the recent outputs are kept back to it)
         self.novelty = NoveltyStage(
-            recent if recent is not None else {}, self.settings.novelty_k, counters, self.settings.novelty_level
-        )
+            recent if recent is not None else {}, self.settings.novelty_k, counters, self.settings.novelty_level,
+            committed,
+        )  # fmt: skip
         # the latest generations per (session, app, route, normalized input)
         self.refreshes = Refreshes(asks if asks is not None else {}, self.settings.refresh_window_s, counters)
         self.embeddings = EmbeddingStage(embedder, counters) if embedder is not None else None
         self._next_offset: dict[tuple[str, int], int] = {}
         self.windows = windows  # live windows of the scores (None: off)
+        self.seen = seen  # the event ids processed recently, per partition (None: no de-duplication)
         # told of each batch once it is durable (the worker's Prometheus metrics: streams.worker.prometheus)
         self.observers: list[Callable[[BegunBatch, ScoredBatch], None]] = []
 
@@ -131,6 +135,8 @@ class BatchProcessor:
         self._next_offset.clear()
         self.refreshes.reset()
         self.traces.reset()
+        if self.seen is not None:
+            self.seen.reset()
         if self.windows is not None:
             self.windows.reset()
 
@@ -194,6 +200,7 @@ class BatchProcessor:
                 if isinstance(event_or_error, Exception):
                     raise event_or_error
                 event = event_or_error
+                self._check_duplicate(event, msg.partition, msg.offset, now)
                 scores = self._score_event(event, msg.partition, msg.offset, now, part, scored)
                 if index is not None:
                     scored.generations.append((part, begun.to_embed[index], index))
@@ -212,6 +219,15 @@ class BatchProcessor:
             scored.deliveries.append(await self.dlq_topic.send(key=msg.key, value=msg.value, headers=headers))
             part.dlq.append(dlq_row(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value, store_text))
             self.counters.dead_lettered += 1
+
+    def _check_duplicate(self, event: Event, partition: int, offset: int, now: float) -> None:
+        """Raise EventValidationError when ``event`` repeats an ``event_id`` its partition processed recently."""
+        if self.seen is None:
+            return
+        first = self.seen.first_offset(event.event_id, partition, offset, now)
+        if first is not None:
+            self.counters.duplicates += 1
+            raise EventValidationError(f"duplicate event_id {event.event_id!r}: first at offset {first}")
 
     def _score_event(
         self, event: Event, partition: int, offset: int, now: float, part: PartitionBatch, scored: ScoredBatch
@@ -253,7 +269,7 @@ class BatchProcessor:
             self._add_scores(part, scores, offset)
 
     async def _score_novelty(self, begun: BegunBatch, scored: ScoredBatch) -> dict[int, float | None]:
-        values, scored.recent = await self.novelty.result(scored.novelty, begun.to_embed)
+        values = await self.novelty.result(scored.novelty, begun.to_embed)
         for part, gen, index in scored.generations:
             self._add_scores(part, novelty_scores(gen, values[index]), scored.offsets[index])
         return values
@@ -273,11 +289,13 @@ class BatchProcessor:
 
     def _save_state(self, scored: ScoredBatch, now: float) -> None:
         """The tables: new recent outputs, and the join's and asks' expired entries deleted."""
-        self.novelty.save(scored.novelty, scored.recent)
+        self.novelty.save(scored.novelty)
         for part in scored.parts.values():
             set_current_event(part.last_event)
             self.counters.expired += self.join.expire(part.partition, now)
             self.refreshes.expire(part.partition, now)
+            if self.seen is not None:
+                self.seen.expire(part.partition, now)
             released = self.traces.expire_spans(part.partition, part.first_offset, part.last_offset, now)
             self._add_scores(part, released, part.last_offset)
         self.counters.spans_unjoined = self.traces.unjoined
@@ -285,6 +303,8 @@ class BatchProcessor:
     async def _flush_kafka(self, scored: ScoredBatch) -> None:
         """The dead letters and the tables' changelogs hold the batch before its offsets can commit."""
         tables = [self.join.table, self.novelty.recent, self.refreshes.table, self.traces.table]
+        if self.seen is not None:
+            tables.append(self.seen.table)
         if self.windows is not None:
             tables.append(self.windows.live.table)
         flushes = [t.flush() for t in tables if isinstance(t, BatchedChangelogTable)]

@@ -20,6 +20,7 @@ class WorkerCounters:
     valid: int = 0
     dead_lettered: int = 0
     scores: int = 0
+    duplicates: int = 0  # messages whose event_id their partition had processed (dead-lettered, not scored)
     orphans: int = 0  # edit/feedback/regenerate whose generation is unknown or expired
     refreshes: int = 0  # generations that asked an earlier input of their session again
     expired: int = 0  # generations dropped from the join table

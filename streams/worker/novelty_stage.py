@@ -1,8 +1,13 @@
 """Novelty in the worker: each generation against the recent outputs of its app and route on its partition.
 
 The pure computation is :mod:`metrics.novelty`; this module keeps its state in a Faust table (key
-``"<partition>:<app>:<route>"``, the last ``novelty_k`` outputs) and runs a batch's novelty on its own thread
-(Numba releases the GIL) while the event loop scores the rest of the batch.
+``"<partition>:<app>:<route>"``) and runs a batch's novelty on its own thread (Numba releases the GIL) while the
+event loop scores the rest of the batch.
+
+The state is ``[offset, output]`` pairs, so a replayed message (after a crash or a rebalance, from the committed
+offset on) sees what it saw the first time: a batch compares each generation only with outputs from earlier
+offsets, and the state keeps every output from the committed offset on plus the ``novelty_k`` before it
+(:mod:`streams.faust_ext.offsets`), so nothing a replay needs was trimmed.
 
 Example (a plain dict stands in for the Faust table, small objects for the Faust events of partition 0)::
 
@@ -14,19 +19,24 @@ Example (a plain dict stands in for the Faust table, small objects for the Faust
     >>> generations = [validate_event({**gen, "event_id": f"e{i}", "generation_id": f"g{i}", "output": out})
     ...                for i, out in enumerate(["Hello there!", "Hello there!", "Goodbye."])]
     >>> class Event:
-    ...     message = SimpleNamespace(partition=0)
+    ...     def __init__(self, offset):
+    ...         self.message = SimpleNamespace(partition=0, offset=offset)
     >>> recent = {}
     >>> stage = NoveltyStage(recent, k=32, counters=WorkerCounters(), level="char")
     >>> async def one_batch():
-    ...     job = stage.start([Event(), Event(), Event()], generations, [0, 1, 2])
-    ...     values, states = await stage.result(job, generations)
-    ...     stage.save(job, states)
+    ...     job = stage.start([Event(7), Event(8), Event(9)], generations, [0, 1, 2])
+    ...     values = await stage.result(job, generations)
+    ...     stage.save(job)
     ...     return values
     >>> values = asyncio.run(one_batch())
     >>> values[0], values[1], round(values[2], 2)  # nothing before the first; the second repeats it
     (None, 0.0, 0.83)
     >>> recent
-    {'0:chat:answer': ['Hello there!', 'Hello there!', 'Goodbye.']}
+    {'0:chat:answer': [[7, 'Hello there!'], [8, 'Hello there!'], [9, 'Goodbye.']]}
+    >>> asyncio.run(one_batch()) == values  # the batch replayed: the same values, the same state
+    True
+    >>> len(recent['0:chat:answer'])
+    3
     >>> [(s.generation_id, s.metric, s.value) for s in novelty_scores(generations[1], values[1])]
     [('g1', 'novelty', 0.0)]
 """
@@ -35,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +61,12 @@ from streams.worker.scoring import GenerationRef, Score, scores_of
 log = logging.getLogger("evalstream.worker")
 
 Values = dict[str, tuple[list[float | None], RecentOutputs]]  # per state key: values in order, new state
+Entry = tuple[int, str]  # (source offset, output)
+
+
+def _entries(stored: Sequence[Any] | None) -> list[Entry]:
+    """A stored state as (offset, output) pairs; a plain output (stored before offsets were kept) comes first."""
+    return [(-1, item) if isinstance(item, str) else (int(item[0]), str(item[1])) for item in stored or ()]
 
 
 @dataclass
@@ -59,7 +75,8 @@ class NoveltyJob:
 
     indices: dict[str, list[int]]  # per state key, its generations (indices in the batch's generations)
     owners: dict[str, EventT]  # per state key, an event of its partition (whose changelog the state goes to)
-    states: dict[str, RecentOutputs]  # per state key, the recent outputs before the batch
+    states: dict[str, RecentOutputs]  # per state key, the recent outputs before the batch's first generation
+    stored: dict[str, list[Entry]]  # per state key, the state as read, then with the batch's outputs
     done: asyncio.Future[Values]
 
 
@@ -67,9 +84,15 @@ class NoveltyStage:
     """Starts a batch's novelty on its thread, collects it (one by one if the batch call fails), saves the state."""
 
     def __init__(
-        self, recent: MutableMapping[str, Any], k: int, counters: WorkerCounters, level: Level = "word"
+        self,
+        recent: MutableMapping[str, Any],
+        k: int,
+        counters: WorkerCounters,
+        level: Level = "word",
+        committed: Callable[[int], int | None] = lambda partition: None,
     ) -> None:
         self.recent = recent
+        self.committed = committed  # per partition, where a replay would start (None: unknown, keep everything)
         self.k = k
         self.level = level
         self.counters = counters
@@ -86,24 +109,34 @@ class NoveltyStage:
         """
         indices: dict[str, list[int]] = {}
         owners: dict[str, EventT] = {}
+        firsts: dict[str, int] = {}
+        stored: dict[str, dict[int, str]] = {}
         for ev, index in zip(batch, index_of, strict=True):
             if index is not None:
                 gen = generations[index]
                 key = f"{ev.message.partition}:{gen.app}:{gen.route}"
-                indices.setdefault(key, []).append(index)
+                if key not in indices:
+                    indices[key], firsts[key], stored[key] = [], ev.message.offset, dict(_entries(self.recent.get(key)))
+                indices[key].append(index)
                 owners[key] = ev
-        states = {key: RecentOutputs(self.k, tuple(self.recent.get(key) or ())) for key in indices}
+        states = {  # what the first generation of the key saw (the same in a replay: only earlier offsets)
+            key: RecentOutputs(self.k, tuple(t for o, t in sorted(stored[key].items()) if o < firsts[key])[-self.k :])
+            for key in indices
+        }
+        for ev, index in zip(batch, index_of, strict=True):
+            if index is not None:
+                gen = generations[index]
+                stored[f"{ev.message.partition}:{gen.app}:{gen.route}"][ev.message.offset] = gen.output
         work = [(key, [generations[i].output for i in rows], states[key]) for key, rows in indices.items()]
 
         def run() -> Values:
             return {key: novelty_many(outputs, state, level=self.level) for key, outputs, state in work}
 
-        return NoveltyJob(indices, owners, states, asyncio.get_running_loop().run_in_executor(self._thread, run))
+        done = asyncio.get_running_loop().run_in_executor(self._thread, run)
+        return NoveltyJob(indices, owners, states, {key: sorted(e.items()) for key, e in stored.items()}, done)
 
-    async def result(
-        self, job: NoveltyJob, generations: Sequence[GenerationEvent]
-    ) -> tuple[dict[int, float | None], dict[str, RecentOutputs]]:
-        """Novelty per generation index and the new state per key; output by output if the batch call failed."""
+    async def result(self, job: NoveltyJob, generations: Sequence[GenerationEvent]) -> dict[int, float | None]:
+        """Novelty per generation index; output by output if the batch call failed."""
         try:
             done = await job.done
         except Exception:
@@ -112,8 +145,7 @@ class NoveltyStage:
                 key: self._one_by_one(job.states[key], [generations[i] for i in rows])
                 for key, rows in job.indices.items()
             }
-        by_index = {i: v for key, indices in job.indices.items() for i, v in zip(indices, done[key][0], strict=True)}
-        return by_index, {key: state for key, (_, state) in done.items()}
+        return {i: v for key, indices in job.indices.items() for i, v in zip(indices, done[key][0], strict=True)}
 
     def _one_by_one(
         self, state: RecentOutputs, generations: list[GenerationEvent]
@@ -129,11 +161,17 @@ class NoveltyStage:
             state = state.update(gen.output)
         return values, state
 
-    def save(self, job: NoveltyJob, states: dict[str, RecentOutputs]) -> None:
-        """Write the new states back (each to its partition's changelog)."""
-        for key, state in states.items():
-            set_current_event(job.owners[key])
-            self.recent[key] = list(state.outputs)
+    def save(self, job: NoveltyJob) -> None:
+        """Write the new states back (each to its partition's changelog): every output from the partition's
+        committed offset on, and the ``k`` before it."""
+        for key, entries in job.stored.items():
+            owner = job.owners[key]
+            committed = self.committed(owner.message.partition)
+            if committed is not None:
+                older = [e for e in entries if e[0] < committed][-self.k :]
+                entries = older + [e for e in entries if e[0] >= committed]
+            set_current_event(owner)
+            self.recent[key] = [list(e) for e in entries]
 
 
 def novelty_scores(event: GenerationEvent, value: float | None) -> list[Score]:

@@ -349,9 +349,9 @@ def test_a_failing_batch_novelty_falls_back_to_the_same_values_output_by_output(
     expected = {f"g{i}": v for i, v in enumerate(_novelty_oracle(outputs)) if v is not None}
     assert set(expected) == {"g1", "g3", "g4", "g5"}
     assert _novelty(tmp_path) == pytest.approx(expected, abs=1e-9)
-    assert recent == {
-        "0:a:r": ["hello there", "hello there!", "good morning to you", "hello"],
-        "0:a:r2": ["a completely different route", "a completely different route?"],
+    assert recent == {  # (offset, output): nothing committed yet, so everything is kept for a replay
+        "0:a:r": [[0, "hello there"], [1, "hello there!"], [3, "good morning to you"], [5, "hello"]],
+        "0:a:r2": [[2, "a completely different route"], [4, "a completely different route?"]],
     }
 
 
@@ -386,12 +386,12 @@ def test_a_novelty_failure_on_one_output_skips_only_its_score_and_keeps_it_in_th
     }
     # g2 was compared with the poisoned output too: one word of three apart (without it, 1.0 from "hello there")
     assert _novelty(tmp_path) == pytest.approx({"g2": 1 / 3}, abs=1e-9)
-    assert recent == {"0:a:r": outputs}
+    assert recent == {"0:a:r": [[offset, text] for offset, text in enumerate(outputs)]}
 
     monkeypatch.undo()  # the kernels work again: the next batch reads the saved state
     _run(processor, _batch([_generation(3, poison)], first_offset=3))
     assert _novelty(tmp_path) == pytest.approx({"g2": 1 / 3, "g3": 0.0}, abs=1e-9)
-    assert recent == {"0:a:r": [*outputs, poison]}
+    assert recent == {"0:a:r": [[offset, text] for offset, text in enumerate([*outputs, poison])]}
 
 
 # 5. Orphans and join expiry -------------------------------------------------------------------------------------
