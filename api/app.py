@@ -16,8 +16,11 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 
 from api.auth import protect
 from api.routers import alerts, clusters, compare, components, dashboard, drift, health, judges, metrics, traces
@@ -26,6 +29,17 @@ from api.routers import prometheus as prometheus_metrics
 from api.settings import get_settings
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
+
+
+class InvalidRequest(BaseModel):
+    """A 422 answer: FastAPI's list of the parameters that failed validation, or the message of a route's own
+    check (``since`` not before ``until``, an unknown metric or signal, too many points)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# The spec's 422 for every route with parameters: FastAPI would document only its own list of errors
+INVALID_REQUEST: dict[int | str, dict[str, Any]] = {422: {"model": InvalidRequest, "description": "Invalid request"}}
 
 
 def create_app() -> FastAPI:
@@ -37,14 +51,8 @@ def create_app() -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(compare.router)
-    app.include_router(drift.router)
-    app.include_router(clusters.router)
-    app.include_router(traces.router)
-    app.include_router(components.router)
-    app.include_router(judges.router)
-    app.include_router(alerts.router)
+    for queries in (metrics, compare, drift, clusters, traces, components, judges, alerts):
+        app.include_router(queries.router, responses=INVALID_REQUEST)
     app.include_router(dashboard.router)
     app.include_router(pipeline_status.router)
     protect(app, get_settings())  # API keys (api/auth.py): every path but /health, / and /static/* needs one

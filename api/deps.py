@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
 import duckdb
 from fastapi import Depends, HTTPException
+from pydantic import AfterValidator
 
 from api.sandbox import restrict_files
 from api.settings import ApiSettings, get_settings
@@ -32,6 +34,31 @@ from metrics.judges import JudgeConfigError, parse_judges
 from sinks.catalog import READ_ONLY, Catalog
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+
+# The times a request may name. Python's datetime ends at years 1 and 9999: a time near either end overflows when
+# it is turned into UTC, when a window's default start is computed (until - 7 days) or a drift bucket's end (start +
+# up to 366 days); kept this far from both ends, none of them can, and the request gets a 422, never a 500.
+EARLIEST_TIME = datetime(2, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9998, 1, 1, tzinfo=UTC)
+
+
+def _within_range(value: datetime) -> datetime:
+    """``value`` if it lies in [:data:`EARLIEST_TIME`, :data:`LATEST_TIME`) (naive = UTC), else a ValueError (a 422).
+
+    >>> from datetime import timedelta, timezone
+    >>> _within_range(datetime(2026, 11, 30)).year
+    2026
+    >>> _within_range(datetime(1, 1, 1, 20, tzinfo=timezone(timedelta(hours=-14))))
+    Traceback (most recent call last):
+    ValueError: times must lie between 0002-01-01 and 9998-01-01 (UTC)
+    """
+    if not EARLIEST_TIME <= (value if value.tzinfo else value.replace(tzinfo=UTC)) < LATEST_TIME:
+        raise ValueError("times must lie between 0002-01-01 and 9998-01-01 (UTC)")
+    return value
+
+
+RequestTime = Annotated[datetime, AfterValidator(_within_range)]
+"""A time given in a request (``since``, ``until``, …): RFC 3339, within the range above."""
 
 
 @lru_cache(maxsize=16)

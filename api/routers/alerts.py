@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from api.deps import DuckDB
+from api.deps import DuckDB, RequestTime
 from api.queries import utc_text
 from api.routers.metrics import window
 from sinks.catalog import query
@@ -75,8 +75,8 @@ def get_alerts(
     state: Annotated[Literal["firing", "resolved", "all"], Query(description="Incidents in this state")] = "all",
     app: Annotated[str | None, Query(max_length=256)] = None,
     rule: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339; default until - 7 days")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339; default until - 7 days")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     start, end = window(since, until, timedelta(days=7))

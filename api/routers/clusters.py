@@ -31,14 +31,14 @@ low_quality)"
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.clustering import ClusterCache, ClusterRequest, find_clusters
-from api.deps import DuckDB, EvalConfig, SettingsDep
+from api.deps import DuckDB, EvalConfig, RequestTime, SettingsDep
 from api.routers.metrics import utc_text, window
 from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
 from sinks.catalog import query
@@ -61,8 +61,8 @@ def get_clusters(
     config: EvalConfig,
     app: Annotated[str | None, Query(max_length=256)] = None,
     route: Annotated[str | None, Query(max_length=256)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339; default until - 24 h")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339; default until - 24 h")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
     signals: Annotated[
         str | None,
         Query(max_length=512, description="Comma-separated failure signals; default the evaluation config's"),
@@ -89,7 +89,7 @@ def get_cluster(
     db: DuckDB,
     cluster_id: Annotated[str, Path(max_length=64, pattern=r"^c-\d+$")],
     limit: Annotated[int, Query(ge=1, le=10_000, description="Members per page, nearest the centre first")] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1, description="Members to skip (at most DuckDB's BIGINT)")] = 0,
     failed_only: Annotated[bool, Query(description="Only the members that failed")] = False,
 ) -> dict[str, Any]:
     columns, rows = query(

@@ -34,13 +34,12 @@ Example (a request refused before anything is read)::
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from api.deps import DuckDB, EvalConfig
+from api.deps import DuckDB, EvalConfig, RequestTime
 from api.queries import (
     GENERATION_RATES,
     cohort_aggregates,
@@ -162,8 +161,8 @@ def get_compare(
     component: Annotated[
         str | None, Query(max_length=512, description="Only span scores of this component (e.g. span_duration_ms)")
     ] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
     alpha: Annotated[float, Query(gt=0, lt=0.5, description="Significance level")] = DEFAULT_ALPHA,
     min_n: Annotated[
         int, Query(ge=2, le=1_000_000, description="Fewer observations on a side: a warning")

@@ -22,12 +22,12 @@ where failures occur.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import DuckDB, EvalConfig
+from api.deps import DuckDB, EvalConfig, RequestTime
 from api.routers.metrics import window
 from api.tracing import components
 from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
@@ -40,8 +40,8 @@ def get_components(
     db: DuckDB,
     config: EvalConfig,
     app: Annotated[str | None, Query(max_length=256)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339; default until - 24 h")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339; default until - 24 h")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
     signals: Annotated[
         str | None, Query(max_length=512, description="Comma-separated failure signals; default the config's")
     ] = None,

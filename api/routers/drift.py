@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, field_serializer
 
-from api.deps import DuckDB, EvalConfig
+from api.deps import DuckDB, EvalConfig, RequestTime
 from api.queries import (
     CATEGORICAL_SIGNALS,
     EMBEDDING_SIGNALS,
@@ -126,10 +126,10 @@ def get_drift(
             "index_version",
         ),
     ],
-    reference_since: Annotated[datetime | None, Query(description="Reference window start (RFC 3339)")] = None,
-    reference_until: Annotated[datetime | None, Query(description="Reference window end, exclusive")] = None,
-    current_since: Annotated[datetime | None, Query(description="Current window start (RFC 3339)")] = None,
-    current_until: Annotated[datetime | None, Query(description="Current window end, exclusive")] = None,
+    reference_since: Annotated[RequestTime | None, Query(description="Reference window start (RFC 3339)")] = None,
+    reference_until: Annotated[RequestTime | None, Query(description="Reference window end, exclusive")] = None,
+    current_since: Annotated[RequestTime | None, Query(description="Current window start (RFC 3339)")] = None,
+    current_until: Annotated[RequestTime | None, Query(description="Current window end, exclusive")] = None,
     window: Annotated[str | None, Query(description="Cut the current window into buckets: 30s, 5m, 1h, 1d, 1w")] = None,
     group_by: Annotated[Literal["app", "route", "model", "prompt_version", "index_version"] | None, Query()] = None,
     app: Annotated[str | None, Query(max_length=256)] = None,

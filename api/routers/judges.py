@@ -20,12 +20,12 @@ Cohen's kappa (:mod:`metrics.agreement`): 1 perfect, 0 chance, None when undefin
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import DuckDB, EvalConfig
+from api.deps import DuckDB, EvalConfig, RequestTime
 from api.queries import OUTCOME_METRICS, OUTCOMES
 from api.routers.metrics import window
 from metrics.agreement import Confusion
@@ -58,8 +58,8 @@ def get_judges(
     db: DuckDB,
     config: EvalConfig,
     app: Annotated[str | None, Query(max_length=256)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339; default until - 7 days")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339; default until - 7 days")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339; default now")] = None,
 ) -> dict[str, Any]:
     start, end = window(since, until, timedelta(days=7))
     try:

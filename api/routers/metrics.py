@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, field_serializer
 
-from api.deps import DuckDB
+from api.deps import DuckDB, RequestTime
 from api.queries import naive_utc, timeseries, utc_text
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
@@ -98,8 +98,8 @@ def get_timeseries(
         Literal["app", "route", "model", "prompt_version", "index_version", "component", "none"] | None,
         Query(description="Split by"),
     ] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
+    since: Annotated[RequestTime | None, Query(description="Inclusive start, RFC 3339 (naive = UTC)")] = None,
+    until: Annotated[RequestTime | None, Query(description="Exclusive end, RFC 3339 (naive = UTC)")] = None,
     app: Annotated[str | None, Query(max_length=256, description="Only this app")] = None,
     route: Annotated[str | None, Query(max_length=256, description="Only this route")] = None,
     model: Annotated[str | None, Query(max_length=256, description="Only this model")] = None,
