@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     alerts_in_worker: bool = Field(
         default=True, description="Run the alerting agent in the worker (false: run `evalstream alerts` apart)."
     )
+    stall_after_s: float = Field(
+        default=120,
+        gt=0,
+        description="A partition with messages waiting and no durable batch for this long is logged as STALLED.",
+    )
     worker_metrics_port: int = Field(
         default=9464, ge=0, le=65535, description="Port of the worker's Prometheus /metrics (0 = off)."
     )

@@ -29,6 +29,7 @@ class WorkerCounters:
     windows_emitted: int = 0  # live windows (per partition and group) sent to the metrics topic
     batches: int = 0
     write_retries: int = 0
+    stalls: int = 0  # partitions found with messages waiting and no durable progress (streams.worker.stall)
     skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)
     embedded: int = 0  # generations embedded and scored
     embedding_errors: int = 0  # generations stored without embedding scores because encoding failed (logged)

@@ -13,6 +13,8 @@ Metrics (counters end in ``_total``):
   (numbers, the ``(got …)`` values, the text of a processing error) removed, so the labels stay few;
 - ``evalstream_worker_batch_seconds``: a batch from its parse to durable Parquet (histogram);
 - ``evalstream_worker_consumer_lag{partition}``: high watermark minus the consumer's position, every 5 s;
+- ``evalstream_worker_stalled_partitions``: partitions with messages waiting and no durable batch for
+  ``EVALSTREAM_STALL_AFTER_S`` (:mod:`streams.worker.stall`; each one also logged as an ERROR);
 - one counter per :class:`WorkerCounters` field: ``evalstream_worker_late_events_total``,
   ``…_windows_emitted_total``, ``…_scoring_seconds_total``, ``…_waiting_for_embeddings_seconds_total``,
   ``…_writing_seconds_total`` and the others;
@@ -53,6 +55,7 @@ from prometheus_client.registry import Collector
 from sinks.status import utc_iso, write_status
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
+from streams.worker.stall import StallDetector
 
 if TYPE_CHECKING:
     import faust
@@ -116,6 +119,8 @@ class WorkerMetrics:
             registry=r,
         )  # fmt: skip
         self.lag = Gauge("evalstream_worker_consumer_lag", "High watermark minus position", ["partition"], registry=r)
+        self.stalled = Gauge("evalstream_worker_stalled_partitions", "Partitions stalled with messages waiting",
+                             registry=r)  # fmt: skip
         self.last_batch = Gauge("evalstream_worker_last_batch_timestamp_seconds", "When the last batch was durable",
                                 registry=r)  # fmt: skip
         self.alerts = Counter("evalstream_worker_alerts", "Alert state changes", ["state", "severity"], registry=r)
@@ -210,21 +215,21 @@ class StatusReporter:
             log.warning("status file not written: %s", exc)
 
 
-async def consumer_lag(app: faust.App, topic: str, timeout_s: float = 5.0) -> dict[int, int]:
-    """Per assigned partition of ``topic``: high watermark minus the consumer's fetch position (what is fetched
-    but not yet durable, at most about two batches, is not counted; ``evalstream status`` counts from the
-    committed offsets)."""
+async def consumer_offsets(app: faust.App, topic: str, timeout_s: float = 5.0) -> tuple[dict[int, int], dict[int, int]]:
+    """Per assigned partition of ``topic``: the high watermark (asked of the broker) and the consumer's fetch
+    position. The lag is their difference (what is fetched but not yet durable, at most about two batches, is not
+    counted; ``evalstream status`` counts from the committed offsets)."""
     consumer = app.consumer
     tps = sorted((tp for tp in consumer.assignment() if tp.topic == topic), key=lambda tp: tp.partition)
     if not tps:
-        return {}
-    highwaters = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
-    lag = {}
+        return {}, {}
+    answer = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
+    highwaters, positions = {}, {}
     for tp in tps:
         position = await asyncio.wait_for(consumer.position(tp), timeout_s)
-        if position is not None and highwaters.get(tp) is not None:
-            lag[tp.partition] = max(0, int(highwaters[tp]) - int(position))
-    return lag
+        if position is not None and answer.get(tp) is not None:
+            highwaters[tp.partition], positions[tp.partition] = int(answer[tp]), int(position)
+    return highwaters, positions
 
 
 def install(
@@ -238,6 +243,18 @@ def install(
         alerts.on_alert.append(metrics.on_alert)
         alerts.on_delivery.append(metrics.on_delivery)
     reporter = StatusReporter(settings, counters, metrics)
+    stalls = StallDetector(settings.stall_after_s)
+
+    def on_durable(begun: BegunBatch, scored: ScoredBatch) -> None:
+        for part in scored.parts.values():
+            if part.topic == settings.events_topic:
+                stalls.durable(part.partition, part.last_offset + 1)
+
+    processor.observers.append(on_durable)
+
+    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
+    async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        stalls.reset()
 
     async def refresh(stopped: bool = False) -> None:
         lag: dict[int, int] = {}
@@ -246,10 +263,17 @@ def install(
             try:
                 partitions = sorted(tp.partition for tp in app.consumer.assignment()
                                     if tp.topic == settings.events_topic)  # fmt: skip
-                lag = await consumer_lag(app, settings.events_topic)
+                highwaters, positions = await consumer_offsets(app, settings.events_topic)
+                lag = {p: max(0, hw - positions[p]) for p, hw in highwaters.items()}
+                if app.rebalancing or getattr(app, "in_recovery", False):
+                    stalls.pause(time.monotonic())
+                else:
+                    stalls.check(highwaters, positions, time.monotonic())
             except Exception as exc:  # not started or assigned yet, or the broker is slow: the next tick tries again
                 log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
             metrics.set_lag(lag)
+            metrics.stalled.set(len(stalls.stalled))
+            counters.stalls = stalls.episodes
         await asyncio.to_thread(reporter.write, lag, partitions, stopped)
 
     @app.task  # type: ignore[untyped-decorator]
