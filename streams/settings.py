@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     alerts_in_worker: bool = Field(
         default=True, description="Run the alerting agent in the worker (false: run `evalstream alerts` apart)."
     )
+    session_timeout_s: float = Field(
+        default=60,
+        ge=6,
+        le=90,
+        description="A worker that stops heartbeating (a crash) loses its partitions after this long: the failover "
+        "time. Lower fails over sooner; too low and a busy worker is dropped from the group (a rebalance).",
+    )
     stall_after_s: float = Field(
         default=120,
         gt=0,

@@ -115,6 +115,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # offsets acked since the last commit are replayed after a crash (the sinks overwrite, so no duplicates)
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,  # a crashed worker's partitions wait this long
         web_enabled=False,
         key_serializer="raw",
         value_serializer="raw",

@@ -45,6 +45,7 @@ def _run_settings(settings: Settings, tmp_path: Path, name: str, receiver: Recei
     run = settings.model_copy(update={
         "worker_id": f"{settings.worker_id}-{name}", "data_dir": tmp_path / name, "embed_backend": "off",
         "flush_max_events": 500, "flush_interval_s": 0.5, "window_idle_s": 3600.0, "alert_rules": rules,
+        "session_timeout_s": 20.0,
         "dlq_topic": f"{settings.events_topic}.{name}.dlq", "metrics_topic": f"{settings.metrics_topic}.{name}",
         "alerts_topic": f"{settings.alerts_topic}.{name}",
     })  # fmt: skip

@@ -169,6 +169,13 @@ def test_the_commit_interval_reaches_faust(tmp_path: Path) -> None:
     assert create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1).conf.broker_commit_interval == 2.8
 
 
+def test_the_session_timeout_reaches_the_consumer(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, embed_backend="off", session_timeout_s=20), partitions=1)
+    assert app.conf.broker_session_timeout == 20.0
+    default = create_app(Settings(data_dir=tmp_path, embed_backend="off"), partitions=1)
+    assert default.conf.broker_session_timeout == 60.0
+
+
 def test_a_dead_encoder_process_is_replaced_and_the_batch_encoded_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
