@@ -33,6 +33,7 @@ import numpy as np
 from metrics.levenshtein import index_pair_distances
 
 DEFAULT_K = 32
+MAX_CHARS = 20_000  # novelty reads this much of each output: a near-repeat shows in its start, and state stays small
 Level = Literal["word", "char"]
 LEVELS: tuple[Level, ...] = ("word", "char")
 

@@ -39,6 +39,11 @@ def _create(admin: AdminClient, topics: list[NewTopic], timeout_s: float) -> Non
             raise TopicError(f"cannot create topic {topic}: {exc}") from exc
 
 
+# A table's value holds texts (a generation's output for the edit join, recent outputs for novelty): room for
+# records well past Kafka's default 1 MB (the worker's producer is allowed as much)
+MAX_STATE_RECORD_BYTES = 16 * 1024 * 1024
+
+
 def ensure_topics(settings: Settings, timeout_s: float = 30.0, tables: tuple[str, ...] = ()) -> int:
     """Create the events and DLQ topics when missing, the metrics and alerts topics and the compacted changelog
     topics of ``tables`` with as many partitions as the events topic; return the partition count of the events
@@ -54,16 +59,18 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0, tables: tuple[str
     except KafkaException as exc:
         raise TopicError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
     wanted = [settings.events_topic, settings.dlq_topic]
-    _create(admin, [NewTopic(t, num_partitions=settings.topic_partitions) for t in wanted if t not in existing],
-            timeout_s)  # fmt: skip
+    room = {settings.dlq_topic: {"max.message.bytes": str(MAX_STATE_RECORD_BYTES)}}  # a message + its reason
+    _create(admin, [NewTopic(t, num_partitions=settings.topic_partitions, config=room.get(t, {})) for t in wanted
+                    if t not in existing], timeout_s)  # fmt: skip
     meta = admin.list_topics(topic=settings.events_topic, timeout=timeout_s)
     partitions = len(meta.topics[settings.events_topic].partitions)
     # the metrics topic is co-partitioned with the events topic: the alerting agent's table lives beside them
     derived = [settings.metrics_topic, settings.alerts_topic]
     _create(admin, [NewTopic(t, num_partitions=partitions) for t in derived if t not in existing], timeout_s)
     changelogs = [changelog_topic(settings, t) for t in tables]
-    _create(admin, [NewTopic(t, num_partitions=partitions, config={"cleanup.policy": "compact"})
-                    for t in changelogs if t not in existing], timeout_s)  # fmt: skip
+    config = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_RECORD_BYTES)}
+    _create(admin, [NewTopic(t, num_partitions=partitions, config=config) for t in changelogs if t not in existing],
+            timeout_s)  # fmt: skip
     if changelogs:  # wait until the broker's metadata shows them, as the worker's consumer will ask it
         deadline = time.monotonic() + timeout_s
         while not all(t in admin.list_topics(timeout=timeout_s).topics for t in changelogs):

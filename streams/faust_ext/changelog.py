@@ -36,9 +36,14 @@ from faust.utils.json import dumps
 
 
 def _json(value: Any) -> bytes:
-    """What Faust's ``json`` codec writes (``faust.serializers.codecs.json``)."""
-    text = dumps(value)
-    return text.encode() if isinstance(text, str) else bytes(text)
+    """What Faust's ``json`` codec reads back (``faust.serializers.codecs.json``), as UTF-8: texts in state (long
+    outputs) are not escaped to ``\\uXXXX``, which made a record up to 6× its text and too large for Kafka."""
+    try:
+        text = dumps(value, ensure_ascii=False)
+        return text.encode() if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError:  # a lone surrogate (the worker replaces them on input): escaped, as Faust would
+        text = dumps(value)
+        return text.encode() if isinstance(text, str) else bytes(text)
 
 
 class BatchedChangelogTable(Table):  # type: ignore[misc]

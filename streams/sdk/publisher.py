@@ -56,15 +56,20 @@ class Publisher:
         self.topic = topic
         self.delivered = 0
         self.failures: list[tuple[bytes | None, str]] = []
-        self._producer: Producer | None = Producer({
+        settings = {
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,
             "batch.num.messages": 10_000,
+            # a broker away for less than this loses nothing: the client queues and retries (tested with a
+            # broker stopped and killed mid-stream)
             "message.timeout.ms": 120_000,
             **(config or {}),
-        })  # fmt: skip
+        }
+        # by then every message sent is delivered or has failed: flush() never gives up on one still queued
+        self._settled_s = int(settings["message.timeout.ms"]) / 1000 + 5
+        self._producer: Producer | None = Producer(settings)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -108,8 +113,14 @@ class Publisher:
         """Send bytes as they are, unvalidated (for tests of bad input and for relaying)."""
         self._produce(key, value)
 
-    def flush(self, timeout_s: float = 60.0) -> int:
-        """Wait for every delivery report; returns the total delivered. Raises :class:`PublishError` on loss."""
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Wait for every delivery report; returns the total delivered. Raises :class:`PublishError` on loss.
+
+        By default it waits until each message is delivered or has failed (``message.timeout.ms`` + 5 s). With a
+        shorter ``timeout_s``, messages still queued are reported as undelivered but may be delivered later:
+        publishing them again is safe, the worker dead-letters the second copy as a duplicate ``event_id``.
+        """
+        timeout_s = self._settled_s if timeout_s is None else timeout_s
         remaining = self._live.flush(timeout_s)
         if remaining:
             raise PublishError(f"{remaining} events still undelivered after {timeout_s}s", list(self.failures))
@@ -118,7 +129,7 @@ class Publisher:
             raise PublishError(f"{len(failures)} events failed: {failures[0][1]}", failures)
         return self.delivered
 
-    def close(self, timeout_s: float = 60.0) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
         """Flush, then shut the client down (its threads would otherwise keep reconnecting to a broker that
         went away until garbage collection). Closing twice is a no-op; publishing after it is an error."""
         if self._producer is None:

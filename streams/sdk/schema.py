@@ -248,11 +248,15 @@ def parse_event(raw: bytes | str | None) -> Event:
             raise EventValidationError(f"not UTF-8: {exc}") from None
     try:
         data = json.loads(raw)
+        if _may_hold_lone_surrogates(raw, decoded):
+            data = _without_lone_surrogates(data)
+        return validate_event(data)
+    except EventValidationError:
+        raise
     except ValueError as exc:
         raise EventValidationError(f"malformed JSON: {exc}") from None
-    if _may_hold_lone_surrogates(raw, decoded):
-        data = _without_lone_surrogates(data)
-    return validate_event(data)
+    except RecursionError:  # no event nests more than a few levels; JSON nested ~1,000 deep exhausts the stack
+        raise EventValidationError("malformed JSON: nested too deeply") from None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

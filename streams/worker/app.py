@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -38,7 +39,7 @@ from streams.faust_ext.batching import ack_events, take_events_overlapped
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.offsets import committed_offsets
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import MAX_STATE_RECORD_BYTES, ensure_topics
 from streams.worker.batch import BatchProcessor, BegunBatch
 from streams.worker.counters import WorkerCounters
 from streams.worker.dedup import SeenEvents
@@ -52,6 +53,7 @@ from streams.worker.window_stage import WindowStage
 from streams.worker.windows import LiveWindows
 
 log = logging.getLogger("evalstream.worker")
+FAILED_EXIT_STATUS = 70  # EX_SOFTWARE: the worker stopped itself after a batch failed (see ``evaluate``)
 
 
 def create_embedder(settings: Settings) -> EmbeddingScorer | None:
@@ -123,6 +125,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         # queued); the table changelogs leave in bulk anyway (streams.faust_ext.changelog)
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_max_request_size=MAX_STATE_RECORD_BYTES,  # a state record with long texts (see streams.topics)
     )
     # A batch may dead-letter every one of its events at once, and Faust's producer buffer stalls the stream
     # (warning "producer buffer full") past 100 messages: room for a few batches' worth.
@@ -200,6 +203,17 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
                     await in_flight.pop(0)
             for task in in_flight:
                 await task
+        except Exception as exc:
+            # A batch failed outside the per-message guards (Kafka refused a write; a bug): its offsets are not
+            # acked, and Faust would restart this agent past them, which then waits for them forever (a clean
+            # shutdown too waits for them to be acked). Exit at once, with a failure status: the restart replays
+            # from the committed offset, and what the sinks wrote since is overwritten, not duplicated.
+            log.critical("a batch failed (%s: %s); stopping the worker (exit status %d) so that its restart "
+                         "replays from the committed offset", type(exc).__name__, exc, FAILED_EXIT_STATUS,
+                         exc_info=exc)  # fmt: skip
+            for stream_ in (sys.stdout, sys.stderr):
+                stream_.flush()
+            os._exit(FAILED_EXIT_STATUS)
         finally:
             for task in in_flight:
                 task.cancel()  # not acked: replayed after the restart or rebalance

@@ -15,6 +15,11 @@ REASON_HEADER = "evalstream-reason"
 SOURCE_HEADER = "evalstream-source"
 
 
+MAX_REASON_CHARS = 2000  # a validation error can quote the input: the header stays small beside the message
+
+
 def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    """The headers of a dead letter: its reason and its source coordinates."""
-    return [(REASON_HEADER, reason.encode()), (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())]
+    """The headers of a dead letter: its reason (cut to ``MAX_REASON_CHARS``) and its source coordinates."""
+    reason = reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+    source = f"{topic}:{partition}:{offset}"
+    return [(REASON_HEADER, reason.encode("utf-8", "replace")), (SOURCE_HEADER, source.encode())]

@@ -45,9 +45,8 @@ class SeenEvents(ExpiringTable):
         A new id is remembered for ``horizon_s`` seconds from ``now``; a duplicate does not extend it.
         """
         key = f"{partition}:{event_id}"
-        first = self.get(key, now)
-        if first is not None and first["o"] != offset:
-            return int(first["o"])
-        if first is None:
-            self.put(key, {"o": offset}, partition, now)
+        first = self.table.get(key)  # read as stored: this runs once per message
+        if first and first["exp"] > now:
+            return None if first["o"] == offset else int(first["o"])
+        self.put(key, {"o": offset}, partition, now)
         return None

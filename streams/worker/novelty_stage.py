@@ -52,7 +52,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from metrics.novelty import Level, RecentOutputs, novelty, novelty_many
+from metrics.novelty import MAX_CHARS, Level, RecentOutputs, novelty, novelty_many
 from streams.faust_ext.current_event import set_current_event
 from streams.sdk.schema import GenerationEvent
 from streams.worker.counters import WorkerCounters
@@ -126,8 +126,8 @@ class NoveltyStage:
         for ev, index in zip(batch, index_of, strict=True):
             if index is not None:
                 gen = generations[index]
-                stored[f"{ev.message.partition}:{gen.app}:{gen.route}"][ev.message.offset] = gen.output
-        work = [(key, [generations[i].output for i in rows], states[key]) for key, rows in indices.items()]
+                stored[f"{ev.message.partition}:{gen.app}:{gen.route}"][ev.message.offset] = gen.output[:MAX_CHARS]
+        work = [(key, [generations[i].output[:MAX_CHARS] for i in rows], states[key]) for key, rows in indices.items()]
 
         def run() -> Values:
             return {key: novelty_many(outputs, state, level=self.level) for key, outputs, state in work}
@@ -153,12 +153,12 @@ class NoveltyStage:
         values: list[float | None] = []
         for gen in generations:
             try:
-                values.append(novelty(gen.output, state, self.level))
+                values.append(novelty(gen.output[:MAX_CHARS], state, self.level))
             except Exception as exc:
                 log.error("generation %s stored without novelty: %s", gen.generation_id, exc)
                 self.counters.novelty_errors += 1
                 values.append(None)
-            state = state.update(gen.output)
+            state = state.update(gen.output[:MAX_CHARS])
         return values, state
 
     def save(self, job: NoveltyJob) -> None:

@@ -113,7 +113,7 @@ class TraceJoin(ExpiringTable):
                 out += [s for stub in pending for s in _stub_scores(stub, None)]
                 self.put(key, {**self._entry(key), "r": last_offset}, partition, now)
             else:
-                del self.table[key]
+                self._delete(key, partition)
         return out
 
     def reset(self) -> None:

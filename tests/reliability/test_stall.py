@@ -10,15 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from sinks.catalog import landed_counts
 from sinks.status import read_statuses
 from streams.local.launch import spawn_cli, stop, wait_for
 from streams.local.sample import SampleTraffic, generate
 from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker.app import TABLES
-from tests.integration.traffic import publish
+from streams.topics import changelog_topic, ensure_topics
+from streams.worker.app import FAILED_EXIT_STATUS, TABLES
+from tests.integration.traffic import publish, run_worker_until_landed
 from tests.reliability.chaos import rows
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,43 @@ def test_a_partition_that_cannot_make_progress_is_reported_stalled_until_it_move
     unscored = """SELECT count(*) FROM events e WHERE type = 'generation'
                   AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.event_id = e.event_id)"""
     assert rows(settings.data_dir, unscored) == [(0,)]  # the batch that waited has its scores
+
+
+def test_a_batch_kafka_refuses_stops_the_worker_and_its_restart_replays_it(settings: Settings, tmp_path: Path) -> None:
+    """A batch failed outside the per-message guards (here the broker refuses a table's changelog record, as it did
+    for a huge output before the records were made UTF-8 and given room): the worker used to have Faust restart its
+    agent past the batch, which then waited for those offsets forever. It now stops with status 70 and commits
+    nothing of the batch; its restart (once the cause is gone) replays it, and everything lands exactly once."""
+    settings = _quick(settings)
+    generations = changelog_topic(settings, "generations")
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    for future in admin.create_topics([NewTopic(generations, num_partitions=settings.topic_partitions,
+                                                config={"cleanup.policy": "compact", "max.message.bytes": "4096"})
+                                       ]).values():  # fmt: skip
+        future.result(30)
+    ensure_topics(settings, tables=TABLES)
+    events = generate(n_events=300, n_sessions=20, seed=6).events
+    big = next(e for e in events if e["type"] == "generation")
+    big["output"] = "a long answer " * 1000  # 14 kB: its join record does not fit the 4 kB limit
+    publish(settings, SampleTraffic(events=events))
+    log_path = tmp_path / "worker-1.log"
+    worker = spawn_cli(["worker"], settings.to_env(), log_path)
+    try:
+        code = worker.wait(180)
+    finally:
+        stop(worker)
+    log = log_path.read_text()
+    assert code == FAILED_EXIT_STATUS, log[-3000:]
+    assert "a batch failed (MessageSizeTooLargeError" in log and "stopping the worker (exit status 70)" in log
+    stored = landed_counts(settings.data_dir)[0] if settings.data_dir.exists() else 0
+    assert stored < 300  # the failed batch was not written
+
+    resource = ConfigResource("topic", generations, set_config={"max.message.bytes": "1048576"})
+    for future in admin.alter_configs([resource]).values():
+        future.result(30)
+    alive, code, log = run_worker_until_landed(settings, 300, 0, tmp_path / "worker-2.log")
+    assert alive and code in (0, -signal.SIGTERM), log[-3000:]
+    assert rows(settings.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(300, 300)]
 
 
 @pytest.mark.long

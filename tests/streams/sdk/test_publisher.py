@@ -70,6 +70,21 @@ def test_undeliverable_events_are_reported_by_flush() -> None:
     assert len(info.value.failures) == 1
 
 
+def test_flush_waits_by_default_until_every_message_is_delivered_or_failed() -> None:
+    """A message still queued is never reported as lost while the client may still deliver it: by default flush()
+    waits past message.timeout.ms, so it reports the message's failure, not "still undelivered"."""
+    pub = Publisher(NO_BROKER, "llm.events", config={"message.timeout.ms": 2500})
+    pub.publish(generate(n_events=1, seed=1).events[0])
+    with pytest.raises(PublishError, match="1 events failed") as info:
+        pub.flush()
+    assert len(info.value.failures) == 1
+    pub.publish(generate(n_events=1, seed=2).events[0])
+    with pytest.raises(PublishError, match=r"1 events still undelivered after 0\.2s"):
+        pub.flush(timeout_s=0.2)  # a shorter wait of the caller's choosing
+    with pytest.raises(PublishError):  # close() flushes too, and says so
+        pub.close(timeout_s=0)
+
+
 def test_a_closed_publisher_refuses_to_publish_and_closes_once() -> None:
     """close() twice is a no-op and publishing after it raises (nothing is sent, so no broker is needed)."""
     pub = Publisher(NO_BROKER, "llm.events")

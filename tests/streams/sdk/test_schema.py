@@ -170,3 +170,13 @@ def test_new_generation_fields_within_bounds() -> None:
     assert [(p.text, p.source, p.id) for p in ev.context or []] == [("plain", None, None), ("t", "kb://1", "p1")]
     again = parse_event(ev.to_json_bytes())
     assert again == ev
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"type": "feedback", "tags": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+)
+def test_json_nested_too_deeply_is_bad_input_with_a_reason(raw: bytes) -> None:
+    """Python's JSON decoder recurses; a message nested past the stack's depth is invalid input, not a crash."""
+    with pytest.raises(EventValidationError, match="malformed JSON: nested too deeply"):
+        parse_event(raw)
