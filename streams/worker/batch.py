@@ -116,7 +116,9 @@ class BatchProcessor:
         self.dlq_topic = dlq_topic
         self.sinks = sinks
         self.counters = counters
-        # ``committed``: per source partition, where a replay would start (the recent outputs are kept back to it)
+        # ``committed``: per source partition, where a replay would start (the recent outputs are kept back to it,
+        # and a partition's first batch after an assignment must not start past it)
+        self.committed = committed
         self.novelty = NoveltyStage(
             recent if recent is not None else {}, self.settings.novelty_k, counters, self.settings.novelty_level,
             committed,
@@ -318,6 +320,8 @@ class BatchProcessor:
 
     def _check_contiguous(self, part: PartitionBatch) -> None:
         expected = self._next_offset.get((part.topic, part.partition))
+        if expected is None:  # the first batch since the assignment: a replay starts at the committed offset
+            expected = self.committed(part.partition)
         if expected is not None and part.first_offset > expected:
             self.counters.skipped_offsets += part.first_offset - expected
             log.error(

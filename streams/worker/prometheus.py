@@ -53,6 +53,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from sinks.status import utc_iso, write_status
+from streams.faust_ext.offsets import committed_offsets
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
 from streams.worker.stall import StallDetector
@@ -244,6 +245,7 @@ def install(
         alerts.on_delivery.append(metrics.on_delivery)
     reporter = StatusReporter(settings, counters, metrics)
     stalls = StallDetector(settings.stall_after_s)
+    committed = committed_offsets(app, settings.events_topic)
 
     def on_durable(begun: BegunBatch, scored: ScoredBatch) -> None:
         for part in scored.parts.values():
@@ -265,10 +267,11 @@ def install(
                                     if tp.topic == settings.events_topic)  # fmt: skip
                 highwaters, positions = await consumer_offsets(app, settings.events_topic)
                 lag = {p: max(0, hw - positions[p]) for p, hw in highwaters.items()}
+                starts = {p: committed(p) if committed(p) is not None else positions[p] for p in positions}
                 if app.rebalancing or getattr(app, "in_recovery", False):
                     stalls.pause(time.monotonic())
                 else:
-                    stalls.check(highwaters, positions, time.monotonic())
+                    stalls.check(highwaters, starts, time.monotonic())  # type: ignore[arg-type]
             except Exception as exc:  # not started or assigned yet, or the broker is slow: the next tick tries again
                 log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
             metrics.set_lag(lag)

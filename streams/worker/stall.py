@@ -72,10 +72,12 @@ class StallDetector:
             if since is not None:
                 self._since[partition] = now
 
-    def check(self, highwaters: Mapping[int, int], positions: Mapping[int, int], now: float) -> list[Stall]:
+    def check(self, highwaters: Mapping[int, int], starts: Mapping[int, int], now: float) -> list[Stall]:
         """The assigned partitions (``highwaters``' keys) stalled at ``now``; logs new, ongoing and ended stalls.
 
-        ``positions`` (the consumer's fetch positions) stand in for a partition that has had no durable batch yet.
+        ``starts`` (per partition, its committed offset, or the fetch position when none is committed) stand in for
+        a partition that has had no durable batch yet: not the fetch position alone, which reaches the high
+        watermark once everything is fetched, processed or not.
         """
         for partition in set(self._since) - set(highwaters):  # no longer assigned here
             for state in (self._since, self._marker, self._reported, self._durable):
@@ -83,7 +85,7 @@ class StallDetector:
             self.stalled.discard(partition)
         found = []
         for partition, highwater in sorted(highwaters.items()):
-            marker = self._durable.get(partition, positions.get(partition))
+            marker = self._durable.get(partition, starts.get(partition))
             if marker is None:
                 continue
             if self._marker.get(partition) != marker or highwater <= marker:
