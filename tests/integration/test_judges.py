@@ -88,7 +88,8 @@ def test_judges_score_generations_agree_with_users_and_a_replay_pays_nothing(
         loop = threading.Thread(target=run, args=(replay, [judge], provider, done), daemon=True)
         loop.start()
         try:
-            wait_for(lambda: landed_counts(settings.data_dir)[0] == len(events) + 2 * N or None, 180,
+            # the replayed judgements carry the same event ids: the worker dead-letters them as duplicates
+            wait_for(lambda: landed_counts(settings.data_dir) == (len(events) + N, N) or None, 180,
                      what="the replayed judgements", alive=worker)  # fmt: skip
         finally:
             done.set()
@@ -98,4 +99,6 @@ def test_judges_score_generations_agree_with_users_and_a_replay_pays_nothing(
         assert judges_answer(client) == first  # one verdict per generation and judge
     con = connect(settings.data_dir)
     rows = query(con, "SELECT count(DISTINCT generation_id), count(*), min(model), max(reason) FROM judgements")[1]
-    assert rows == [(N, 2 * N, "m", "apologises")]
+    assert rows == [(N, N, "m", "apologises")]
+    reasons = query(con, "SELECT count(*) FROM dlq WHERE reason LIKE 'duplicate event_id ''judge-%'")[1]
+    assert reasons == [(N,)]

@@ -25,6 +25,8 @@ from streams.local.launch import spawn_cli, stop_all, wait_for
 from streams.local.sample import generate
 from streams.sdk.publisher import Publisher
 from streams.settings import Settings
+from streams.worker.dead_letters import SOURCE_HEADER
+from tests.helpers import consume_all
 from tests.integration.alert_traffic import T0, incident_traffic, ticks
 
 
@@ -131,6 +133,20 @@ def kill_workers_while_running(
         if extra is not None:
             stop_all([extra])
     return done
+
+
+def check_stored_once(run: Settings, traffic: Traffic) -> None:
+    """Every valid event stored once; every malformed message and copy dead-lettered once, in Parquet and (at least
+    once, a replay may send one again) on the DLQ topic."""
+    data = run.data_dir
+    assert rows(data, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(len(traffic.valid_ids),) * 2]
+    assert {r[0] for r in rows(data, "SELECT event_id FROM events")} == traffic.valid_ids
+    dlq = rows(data, "SELECT _partition, _offset, reason FROM dlq")
+    assert len({(p, o) for p, o, _ in dlq}) == len(dlq) == traffic.dead_letters
+    assert sum(reason.startswith("duplicate event_id") for *_, reason in dlq) == traffic.duplicates
+    sent = consume_all(run.bootstrap_servers, run.dlq_topic, run.topic_partitions)
+    assert set(traffic.malformed) <= {(m.key(), m.value()) for m in sent}
+    assert len({dict(m.headers() or [])[SOURCE_HEADER] for m in sent}) == traffic.dead_letters
 
 
 def rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:

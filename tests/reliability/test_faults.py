@@ -35,9 +35,7 @@ from streams.sdk.publisher import Publisher
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker.app import TABLES
-from streams.worker.dead_letters import SOURCE_HEADER
-from tests.helpers import consume_all
-from tests.reliability.chaos import SCORES, Traffic, build_traffic, rows
+from tests.reliability.chaos import SCORES, Traffic, build_traffic, check_stored_once, rows
 
 pytestmark = pytest.mark.integration
 
@@ -82,15 +80,8 @@ def _committed(run: Settings) -> list[int]:
 
 def _check_exactly_once(run: Settings, traffic: Traffic, clean: list[tuple[Any, ...]]) -> None:
     """Every valid event once, every bad message and copy dead-lettered once, the clean run's scores."""
+    check_stored_once(run, traffic)
     data = run.data_dir
-    assert rows(data, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(len(traffic.valid_ids),) * 2]
-    assert {r[0] for r in rows(data, "SELECT event_id FROM events")} == traffic.valid_ids
-    dlq = rows(data, "SELECT _partition, _offset, reason FROM dlq")
-    assert len({(p, o) for p, o, _ in dlq}) == len(dlq) == traffic.dead_letters
-    assert sum(reason.startswith("duplicate event_id") for *_, reason in dlq) == traffic.duplicates
-    sent = consume_all(run.bootstrap_servers, run.dlq_topic, run.topic_partitions)
-    assert set(traffic.malformed) <= {(m.key(), m.value()) for m in sent}
-    assert len({dict(m.headers() or [])[SOURCE_HEADER] for m in sent}) == traffic.dead_letters
     assert rows(data, SCORES) == clean
 
 
