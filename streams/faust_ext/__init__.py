@@ -16,9 +16,7 @@ version). The tests named below fail if one of these stops working:
   starts (``tests/reliability/test_crashes.py``: novelty equals a clean run's only if it is right);
 - :mod:`streams.faust_ext.patches` -- ``FlowControlManager._queues``, to keep the stream's queue from being cleared
   on recovery (``tests/streams/faust_ext/test_patches.py``; the crash test where the loss was first seen,
-  ``tests/integration/test_crash_replay.py``, no longer reproduces the race reliably); and the consumer's
-  ``seek_to_committed`` (as ``Consumer.perform_seek`` calls it), so that a partition without a committed offset
-  is read again from its start after a rebalance (``test_patches.py``; ``tests/reliability/test_crashes.py -m long``).
+  ``tests/integration/test_crash_replay.py``, no longer reproduces the race reliably).
 
 Example::
 

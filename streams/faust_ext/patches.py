@@ -17,11 +17,7 @@ files by offset range and the join table is overwritten with the same value.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from typing import Any
-
-log = logging.getLogger("evalstream.worker")
 
 
 def keep_stream_queue_on_resume(app: Any, stream: Any) -> bool:
@@ -32,39 +28,3 @@ def keep_stream_queue_on_resume(app: Any, stream: Any) -> bool:
         managed.discard(queue)
         return True
     return False
-
-
-def seek_uncommitted_to_start(app: Any, topics: set[str]) -> bool:
-    """Make the consumer's seek to the committed offsets also seek the partitions of ``topics`` that have none
-    (to their first offset, as a fresh consumer with ``auto_offset_reset=earliest`` starts); True once installed.
-
-    Why: during a rebalance Faust drops records it already fetched (``Consumer.getmany`` stops mid-fetch when the
-    flow stops; ``_drain_messages`` abandons a record whose delivery waits while the flow is suspended, and still
-    records it as read), relying on ``perform_seek`` to read them again. aiokafka's ``seek_to_committed`` skips a
-    partition without a committed offset, so there they were lost, and later committed past. Seen in
-    ``tests/reliability/test_crashes.py -m long`` (one fetch, ~1,000 records, on each partition taken over before
-    the first commit) and as a flaky ``tests/integration/test_crash_replay.py``. Reading from the start again is
-    idempotent for evalstream (see the module docstring).
-    """
-    consumer = app.consumer
-    original = consumer.seek_to_committed
-    if getattr(original, "evalstream_patched", False):
-        return False
-
-    async def seek_to_committed() -> Mapping[Any, int]:
-        committed = await original()
-        missing = [
-            tp for tp in consumer.assignment()
-            if tp.topic in topics and (committed.get(tp) is None or committed[tp] < 0)
-        ]  # fmt: skip
-        if missing:
-            starts = await consumer.earliest_offsets(*missing)
-            for tp in missing:
-                await consumer.seek(tp, int(starts.get(tp) or 0))
-            log.info("no committed offset: %s read from the start",
-                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(missing)))  # fmt: skip
-        return committed
-
-    seek_to_committed.evalstream_patched = True  # type: ignore[attr-defined]
-    consumer.seek_to_committed = seek_to_committed
-    return True

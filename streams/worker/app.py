@@ -184,8 +184,6 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     async def evaluate(stream: StreamT) -> None:
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_ext/patches.py)")
-        if faust_patches.seek_uncommitted_to_start(app, {settings.events_topic}):
-            log.info("partitions without a committed offset are sought to their start after a rebalance")
         batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s, ack=False)
         # Batch N+1 begins (parsed, embeddings queued behind N's) while N completes; N's events are acked
         # once N is durable. Completions run one after another, in order; at most two batches are in flight.

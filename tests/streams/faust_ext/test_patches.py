@@ -41,36 +41,3 @@ def test_the_work_around_reports_a_stream_whose_queue_faust_does_not_manage() ->
         return keep_stream_queue_on_resume(app, stream)  # already taken out: nothing left to do
 
     assert asyncio.run(run()) is False
-
-
-def test_partitions_without_a_committed_offset_are_sought_to_their_start() -> None:
-    """Faust's ``perform_seek`` re-reads what a rebalance dropped by seeking to the committed offsets; aiokafka
-    leaves a partition without one where the fetcher got to, past the dropped records. With the patch, such a
-    partition of the source topic is sought to its first offset too (others, and other topics, are left alone)."""
-    from faust.types import TP
-
-    from streams.faust_ext.patches import seek_uncommitted_to_start
-
-    sought: list[tuple[TP, int]] = []
-
-    class Consumer:  # Faust's consumer as perform_seek uses it: the real one needs a broker
-        def assignment(self) -> set[TP]:
-            return {TP("events", 0), TP("events", 1), TP("app-generations-changelog", 1)}
-
-        async def seek_to_committed(self) -> dict[TP, int]:
-            return {TP("events", 0): 42}
-
-        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
-            return dict.fromkeys(tps, 7)
-
-        async def seek(self, tp: TP, offset: int) -> None:
-            sought.append((tp, offset))
-
-    class App:
-        consumer = Consumer()
-
-    app = App()
-    assert seek_uncommitted_to_start(app, {"events"})
-    assert not seek_uncommitted_to_start(app, {"events"})  # installed once
-    assert asyncio.run(app.consumer.seek_to_committed()) == {TP("events", 0): 42}
-    assert sought == [(TP("events", 1), 7)]
