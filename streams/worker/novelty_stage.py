@@ -109,24 +109,20 @@ class NoveltyStage:
         """
         indices: dict[str, list[int]] = {}
         owners: dict[str, EventT] = {}
-        firsts: dict[str, int] = {}
         stored: dict[str, dict[int, str]] = {}
+        states: dict[str, RecentOutputs] = {}
         for ev, index in zip(batch, index_of, strict=True):
             if index is not None:
                 gen = generations[index]
                 key = f"{ev.message.partition}:{gen.app}:{gen.route}"
                 if key not in indices:
-                    indices[key], firsts[key], stored[key] = [], ev.message.offset, dict(_entries(self.recent.get(key)))
+                    indices[key], stored[key] = [], dict(_entries(self.recent.get(key)))
+                    # what the key's first generation sees (the same in a replay: only earlier offsets)
+                    earlier = tuple(t for o, t in sorted(stored[key].items()) if o < ev.message.offset)
+                    states[key] = RecentOutputs(self.k, earlier[-self.k :])
                 indices[key].append(index)
                 owners[key] = ev
-        states = {  # what the first generation of the key saw (the same in a replay: only earlier offsets)
-            key: RecentOutputs(self.k, tuple(t for o, t in sorted(stored[key].items()) if o < firsts[key])[-self.k :])
-            for key in indices
-        }
-        for ev, index in zip(batch, index_of, strict=True):
-            if index is not None:
-                gen = generations[index]
-                stored[f"{ev.message.partition}:{gen.app}:{gen.route}"][ev.message.offset] = gen.output[:MAX_CHARS]
+                stored[key][ev.message.offset] = gen.output[:MAX_CHARS]
         work = [(key, [generations[i].output[:MAX_CHARS] for i in rows], states[key]) for key, rows in indices.items()]
 
         def run() -> Values:

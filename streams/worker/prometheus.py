@@ -267,11 +267,11 @@ def install(
                                     if tp.topic == settings.events_topic)  # fmt: skip
                 highwaters, positions = await consumer_offsets(app, settings.events_topic)
                 lag = {p: max(0, hw - positions[p]) for p, hw in highwaters.items()}
-                starts = {p: committed(p) if committed(p) is not None else positions[p] for p in positions}
+                starts = {p: c if (c := committed(p)) is not None else at for p, at in positions.items()}
                 if app.rebalancing or getattr(app, "in_recovery", False):
                     stalls.pause(time.monotonic())
                 else:
-                    stalls.check(highwaters, starts, time.monotonic())  # type: ignore[arg-type]
+                    stalls.check(highwaters, starts, time.monotonic())
             except Exception as exc:  # not started or assigned yet, or the broker is slow: the next tick tries again
                 log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
             metrics.set_lag(lag)
