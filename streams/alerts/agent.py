@@ -42,6 +42,7 @@ from streams.alerts.evaluator import Evaluator, Output
 from streams.alerts.webhooks import DeliveryRecord, WebhookDispatcher
 from streams.faust_ext.batching import ack_events, take_events_overlapped
 from streams.faust_ext.current_event import set_current_event
+from streams.faust_ext.own_offsets import OwnedOffsets
 from streams.settings import Settings
 
 log = logging.getLogger("evalstream.alerts")
@@ -228,6 +229,9 @@ def install(
     for an invalid rules file."""
     agent = AlertAgent(settings, table, rules if rules is not None else load_rules(settings))
     source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+    # this agent, not Faust, commits the metrics topic's offsets: Faust drops records at rebalances
+    owned = OwnedOffsets(app, settings.metrics_topic, settings.commit_interval_s)
+    owned.install()
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
@@ -241,8 +245,10 @@ def install(
     @app.agent(source, name="alerts")  # type: ignore[untyped-decorator]
     async def alerts(stream: StreamT) -> None:
         # acked only once handle_batch() has flushed their state (an error leaves them unacked: replayed)
-        async for events in take_events_overlapped(stream, 500, 0.5, ack=False):
+        owned.queue = stream.channel.queue  # type: ignore[attr-defined]
+        async for events in take_events_overlapped(stream, 500, 0.5, ack=False, admit=owned.admit):
             await agent.handle_batch(events, alerts_topic)
+            await owned.durable(events)
             await ack_events(stream, events)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]

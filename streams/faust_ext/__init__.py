@@ -12,8 +12,9 @@ version). The tests named below fail if one of these stops working:
   batch's table writes once (``tests/streams/faust_ext/test_changelog.py``);
 - :mod:`streams.faust_ext.current_event` -- the task-local ``faust.streams._current_event``, so table writes of
   a batch go to the changelog partition of the event they belong to (``tests/streams/faust_ext/test_changelog.py``);
-- :mod:`streams.faust_ext.offsets` -- ``Consumer._committed_offset``, where a replay after a crash or rebalance
-  starts (``tests/reliability/test_crashes.py``: novelty equals a clean run's only if it is right);
+- :mod:`streams.faust_ext.own_offsets` -- ``Consumer._read_offset``, ``Consumer.ack``, ``_unacked_messages``,
+  ``_waiting_for_ack``, ``_commit`` and ``_thread``, so that the worker, not Faust, decides which offsets of the
+  events topic are committed (``tests/streams/faust_ext/test_own_offsets.py``, ``tests/reliability/test_crashes.py``);
 - :mod:`streams.faust_ext.patches` -- ``FlowControlManager._queues``, to keep the stream's queue from being cleared
   on recovery (``tests/streams/faust_ext/test_patches.py``; the crash test where the loss was first seen,
   ``tests/integration/test_crash_replay.py``, no longer reproduces the race reliably).

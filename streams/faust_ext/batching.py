@@ -21,7 +21,7 @@ Usage (in a Faust agent, which needs a broker; ``tests/integration/test_pipeline
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -29,12 +29,17 @@ from mode.utils.aiter import aiter
 
 
 async def take_events_overlapped(
-    stream: StreamT, max_: int, within: float, ack: bool = True
+    stream: StreamT,
+    max_: int,
+    within: float,
+    ack: bool = True,
+    admit: Callable[[EventT], Awaitable[bool]] | None = None,
 ) -> AsyncGenerator[list[EventT], None]:
     """Yield lists of at most ``max_`` events, one at least every ``within`` seconds while events arrive.
 
     With ``ack=False`` the caller acks each batch itself (:func:`ack_events`) once it is done with it, which
-    may be after it has asked for the next batch.
+    may be after it has asked for the next batch. ``admit``, when given, is asked about each event as it is
+    delivered: one it refuses is acked at once and left out of the batches.
     """
     gathering: list[EventT] = []
     full = asyncio.Event()
@@ -44,12 +49,15 @@ async def take_events_overlapped(
 
     async def add_to_buffer(value: Any) -> Any:
         try:
-            while len(gathering) >= max_ and not s.should_stop:
-                room.clear()  # the next batch is full: wait until the caller takes it
-                await s.wait(room)
             event = s.current_event
             if event is None:
                 raise RuntimeError("batch buffer found current_event is None")
+            if admit is not None and not await admit(event):
+                await s.ack(event)
+                return value
+            while len(gathering) >= max_ and not s.should_stop:
+                room.clear()  # the next batch is full: wait until the caller takes it
+                await s.wait(room)
             gathering.append(event)
             if len(gathering) >= max_:
                 full.set()

@@ -37,7 +37,7 @@ from streams.faust_ext import patches as faust_patches
 from streams.faust_ext import unverified_faust_version
 from streams.faust_ext.batching import ack_events, take_events_overlapped
 from streams.faust_ext.changelog import BatchedChangelogTable
-from streams.faust_ext.offsets import committed_offsets
+from streams.faust_ext.own_offsets import OwnedOffsets
 from streams.settings import Settings
 from streams.topics import MAX_STATE_RECORD_BYTES, ensure_topics
 from streams.worker.batch import BatchProcessor, BegunBatch
@@ -142,6 +142,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         return created
 
     counters = WorkerCounters()
+    # this worker, not Faust, commits the events topic's offsets: only what it processed in order and wrote
+    owned = OwnedOffsets(app, settings.events_topic, settings.commit_interval_s, counters)
+    owned.install()
     join = GenerationJoin(table("generations"), settings.join_ttl_s)
     sinks = ParquetSinks(settings.data_dir)
     # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
@@ -169,9 +172,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     alerting = install_alerts(app, settings, table("alerting"), rules) if rules is not None else None
     processor = BatchProcessor(
         join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows, seen,
-        committed_offsets(app, settings.events_topic),
+        owned.committed,
     )  # fmt: skip
-    install_metrics(app, settings, counters, processor, alerting)  # /metrics and the status file
+    install_metrics(app, settings, counters, processor, alerting, owned.committed)  # /metrics and the status file
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
@@ -184,7 +187,10 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     async def evaluate(stream: StreamT) -> None:
         if faust_patches.keep_stream_queue_on_resume(app, stream):
             log.info("input queue kept out of flow-control clearing (see streams/faust_ext/patches.py)")
-        batches = take_events_overlapped(stream, settings.flush_max_events, settings.flush_interval_s, ack=False)
+        owned.queue = stream.channel.queue  # type: ignore[attr-defined]
+        batches = take_events_overlapped(
+            stream, settings.flush_max_events, settings.flush_interval_s, ack=False, admit=owned.admit
+        )
         # Batch N+1 begins (parsed, embeddings queued behind N's) while N completes; N's events are acked
         # once N is durable. Completions run one after another, in order; at most two batches are in flight.
         in_flight: list[asyncio.Task[None]] = []
@@ -193,6 +199,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
             if previous is not None:
                 await previous
             await processor.complete(begun)
+            await owned.durable(begun.batch)
             await ack_events(stream, begun.batch)
 
         try:

@@ -116,8 +116,7 @@ class BatchProcessor:
         self.dlq_topic = dlq_topic
         self.sinks = sinks
         self.counters = counters
-        # ``committed``: per source partition, where a replay would start (the recent outputs are kept back to it,
-        # and a partition's first batch after an assignment must not start past it)
+        # ``committed``: per source partition, where a replay would start (the recent outputs are kept back to it)
         self.committed = committed
         self.novelty = NoveltyStage(
             recent if recent is not None else {}, self.settings.novelty_k, counters, self.settings.novelty_level,
@@ -126,15 +125,13 @@ class BatchProcessor:
         # the latest generations per (session, app, route, normalized input)
         self.refreshes = Refreshes(asks if asks is not None else {}, self.settings.refresh_window_s, counters)
         self.embeddings = EmbeddingStage(embedder, counters) if embedder is not None else None
-        self._next_offset: dict[tuple[str, int], int] = {}
         self.windows = windows  # live windows of the scores (None: off)
         self.seen = seen  # the event ids processed recently, per partition (None: no de-duplication)
         # told of each batch once it is durable (the worker's Prometheus metrics: streams.worker.prometheus)
         self.observers: list[Callable[[BegunBatch, ScoredBatch], None]] = []
 
     def reset(self) -> None:
-        """Forget the offsets seen and the refresh and trace state's expiry heaps (call on partition assignment)."""
-        self._next_offset.clear()
+        """Forget the refresh and trace state's expiry heaps (call on partition assignment)."""
         self.refreshes.reset()
         self.traces.reset()
         if self.seen is not None:
@@ -313,22 +310,8 @@ class BatchProcessor:
         await asyncio.gather(*scored.deliveries, *flushes)
 
     async def _persist(self, scored: ScoredBatch) -> None:
-        for part in scored.parts.values():
-            self._check_contiguous(part)
         # partitions are independent files: write them side by side (their fsyncs overlap)
         await asyncio.gather(*(write_until_durable(self.sinks, part, self.counters) for part in scored.parts.values()))
-
-    def _check_contiguous(self, part: PartitionBatch) -> None:
-        expected = self._next_offset.get((part.topic, part.partition))
-        if expected is None:  # the first batch since the assignment: a replay starts at the committed offset
-            expected = self.committed(part.partition)
-        if expected is not None and part.first_offset > expected:
-            self.counters.skipped_offsets += part.first_offset - expected
-            log.error(
-                "%s[%d]: the consumer skipped offsets %d..%d; they were not processed",
-                part.topic, part.partition, expected, part.first_offset - 1,
-            )  # fmt: skip
-        self._next_offset[(part.topic, part.partition)] = part.last_offset + 1
 
     def _add_scores(self, part: PartitionBatch, scores: list[Score], offset: int) -> None:
         """``scores`` emitted at ``offset`` (the message they are tied to: a replay from there emits them again)."""

@@ -30,7 +30,11 @@ class WorkerCounters:
     batches: int = 0
     write_retries: int = 0
     stalls: int = 0  # partitions found with messages waiting and no durable progress (streams.worker.stall)
-    skipped_offsets: int = 0  # offsets the consumer jumped over (should stay 0; logged as errors)
+    # how the events topic's records arrived (streams.faust_ext.own_offsets): delivered again and dropped;
+    # partitions read again because the consumer dropped records; offsets found to hold no record (logged)
+    redelivered: int = 0
+    reseeks: int = 0
+    absent_offsets: int = 0
     embedded: int = 0  # generations embedded and scored
     embedding_errors: int = 0  # generations stored without embedding scores because encoding failed (logged)
     novelty_errors: int = 0  # generations stored without novelty because computing it failed (logged)

@@ -7,7 +7,7 @@ event loop scores the rest of the batch.
 The state is ``[offset, output]`` pairs, so a replayed message (after a crash or a rebalance, from the committed
 offset on) sees what it saw the first time: a batch compares each generation only with outputs from earlier
 offsets, and the state keeps every output from the committed offset on plus the ``novelty_k`` before it
-(:mod:`streams.faust_ext.offsets`), so nothing a replay needs was trimmed.
+(:mod:`streams.faust_ext.own_offsets`), so nothing a replay needs was trimmed.
 
 Example (a plain dict stands in for the Faust table, small objects for the Faust events of partition 0)::
 

@@ -43,7 +43,7 @@ import socket
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,6 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from sinks.status import utc_iso, write_status
-from streams.faust_ext.offsets import committed_offsets
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
 from streams.worker.stall import StallDetector
@@ -235,7 +234,7 @@ async def consumer_offsets(app: faust.App, topic: str, timeout_s: float = 5.0) -
 
 def install(
     app: faust.App, settings: Settings, counters: WorkerCounters, processor: BatchProcessor,
-    alerts: AlertAgent | None = None,
+    alerts: AlertAgent | None = None, committed: Callable[[int], int | None] = lambda partition: None,
 ) -> WorkerMetrics:  # fmt: skip
     """Wire the metrics and the status file into the worker's app: hooks, ``/metrics`` and a 5 s timer."""
     metrics = WorkerMetrics(counters)
@@ -245,7 +244,6 @@ def install(
         alerts.on_delivery.append(metrics.on_delivery)
     reporter = StatusReporter(settings, counters, metrics)
     stalls = StallDetector(settings.stall_after_s)
-    committed = committed_offsets(app, settings.events_topic)
 
     def on_durable(begun: BegunBatch, scored: ScoredBatch) -> None:
         for part in scored.parts.values():

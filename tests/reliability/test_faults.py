@@ -92,7 +92,7 @@ def _finish(run: Settings, worker: subprocess.Popen[bytes], log: Path, traffic: 
     wait_for(lambda: sum(_committed(run)) == len(traffic.messages) or None, 120, 1.0, "every offset committed", worker)
     assert stop(worker, 60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
     text = log.read_text()
-    assert re.search(r"evalstream counters at shutdown: .*'skipped_offsets': 0", text), text[-3000:]
+    assert re.search(r"evalstream counters at shutdown: .*'absent_offsets': 0", text), text[-3000:]
     return text
 
 

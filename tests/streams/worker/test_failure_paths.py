@@ -194,59 +194,6 @@ def test_a_failing_parquet_write_is_retried_and_complete_waits_until_it_is_durab
     }
 
 
-# 2. Skipped offsets ---------------------------------------------------------------------------------------------
-
-
-def test_a_gap_between_batches_of_a_partition_is_counted_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Offsets the consumer jumped over are counted in skipped_offsets and logged as an error naming the range."""
-    counters = WorkerCounters()
-    processor = _processor(tmp_path, counters)
-    with caplog.at_level(logging.ERROR, logger="evalstream.worker"):
-        _run(processor, _batch([_generation(i) for i in range(5)]))  # offsets 0..4
-        assert counters.skipped_offsets == 0
-        _run(processor, _batch([_generation(i) for i in range(10, 13)], first_offset=10))  # offsets 10..12
-    assert counters.skipped_offsets == 5
-    assert _errors(caplog) == ["t[0]: the consumer skipped offsets 5..9; they were not processed"]
-    # the batch after the gap is still stored
-    offsets = connect(tmp_path).execute("SELECT list(_offset ORDER BY _offset) FROM events").fetchone()
-    assert offsets == ([0, 1, 2, 3, 4, 10, 11, 12],)
-
-
-def test_contiguous_batches_and_a_first_sight_of_a_partition_skip_nothing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Back-to-back batches, and a partition first seen mid-log, are not counted as skipped offsets."""
-    counters = WorkerCounters()
-    processor = _processor(tmp_path, counters)
-    with caplog.at_level(logging.ERROR, logger="evalstream.worker"):
-        _run(processor, _batch([_generation(i) for i in range(5)]))  # offsets 0..4
-        _run(processor, _batch([_generation(i) for i in range(5, 8)], first_offset=5))  # 5..7
-        _run(processor, _batch([_generation(i) for i in range(20, 22)], first_offset=100, partition=1))
-    assert counters.skipped_offsets == 0
-    assert counters.batches == 3
-    assert _errors(caplog) == []
-
-
-def test_after_reset_a_batch_at_a_later_offset_is_not_counted_as_skipped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """reset() (on partition assignment) forgets the offsets seen: the new position is not a gap."""
-    counters = WorkerCounters()
-    processor = _processor(tmp_path, counters)
-    with caplog.at_level(logging.ERROR, logger="evalstream.worker"):
-        _run(processor, _batch([_generation(i) for i in range(5)]))  # offsets 0..4
-        processor.reset()
-        _run(processor, _batch([_generation(i) for i in range(20, 23)], first_offset=20))  # 20..22
-        assert counters.skipped_offsets == 0
-        assert _errors(caplog) == []
-        # the offsets are tracked again from there: a gap after the reset is counted
-        _run(processor, _batch([_generation(30)], first_offset=30))
-    assert counters.skipped_offsets == 7
-    assert _errors(caplog) == ["t[0]: the consumer skipped offsets 23..29; they were not processed"]
-
-
 # 3. A processing error on one event -----------------------------------------------------------------------------
 
 

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
-from streams.worker.batch import BatchProcessor
-from streams.worker.counters import WorkerCounters
-from streams.worker.join import GenerationJoin
-from streams.worker.persist import ParquetSinks
 from streams.worker.stall import StallDetector
-from tests.helpers import DeadLetters, Event, Message
 
 
 def test_a_partition_is_stalled_only_with_messages_waiting_and_no_progress_for_the_whole_time(
@@ -54,25 +46,3 @@ def test_recovery_time_and_partitions_moved_away_are_not_stalls() -> None:
     assert detector.check({1: 100}, {1: 0}, now=37.0)[0].partition == 1 and detector.stalled == {1}  # 0 moved away
     detector.reset()  # a new assignment: everyone starts afresh; the count stays
     assert detector.check({1: 100}, {1: 0}, now=38.0) == [] and detector.episodes == 2
-
-
-def test_a_first_batch_that_starts_past_the_committed_offset_is_reported_as_skipped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """After an assignment, consumption must resume at the committed offset: a first batch that starts later means
-    records were dropped on the way (seen with Faust during rebalances), and it is logged and counted, not silent."""
-    counters = WorkerCounters()
-    processor = BatchProcessor(
-        GenerationJoin({}, 3600), DeadLetters(), ParquetSinks(tmp_path), counters, {},  # type: ignore[arg-type]
-        Settings(data_dir=tmp_path, embed_backend="off"), committed=lambda partition: 100,
-    )  # fmt: skip
-    value = (b'{"type":"regenerate","event_id":"e","ts":"2026-11-25T10:00:00Z","session_id":"s","app":"a",'
-             b'"generation_id":"g"}')  # fmt: skip
-    with caplog.at_level(logging.ERROR, logger="evalstream.worker"):
-        asyncio.run(processor.process([Event(Message("t", 0, 105, b"s", value))]))  # type: ignore[list-item]
-    assert counters.skipped_offsets == 5
-    assert "t[0]: the consumer skipped offsets 100..104" in caplog.text
-    processor.reset()  # a new assignment; resuming exactly at the committed offset is fine
-    again = Event(Message("t", 0, 100, b"s", value.replace(b'"e"', b'"f"')))
-    asyncio.run(processor.process([again]))  # type: ignore[list-item]
-    assert counters.skipped_offsets == 5

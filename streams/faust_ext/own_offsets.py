@@ -1,0 +1,284 @@
+"""The worker, not Faust, decides which offsets of its input topic are committed: only what it processed, in order.
+
+Why: faust-streaming 0.15.3 loses records at rebalances. ``Consumer.getmany`` stops mid-fetch when the flow
+stops, and ``_drain_messages`` abandons a record waiting on ``suspend_flow``; either way the fetch position has
+moved past records never delivered. Faust then relies on a seek to the committed offset, which skips partitions
+with no committed offset, while its read-offset check drops re-fetched records as already read and its gap
+tracking lets commits pass them. The crash tests lost up to 3,708 of 200,048 events that way
+(``docs/architecture.md``, "Offsets the worker commits itself").
+
+What :class:`OwnedOffsets` does instead, for one topic:
+
+- every delivered record is checked against the partition's :class:`~streams.faust_ext.positions.Position`
+  (:meth:`OwnedOffsets.admit`): the next offset is processed; one delivered before is dropped; one past a gap
+  is dropped and the partition read again from the next offset (``seek_wait``);
+- a partition's position starts at the offset committed in Kafka, or at the log's start when none is;
+- offsets are committed (every ``commit_interval_s``, at a revocation and at shutdown) only up to what was
+  admitted in order and reported durable (:meth:`OwnedOffsets.durable`); Faust no longer commits this topic
+  (its ``ack`` still counts the message done, so a rebalance and a shutdown still wait for the batches);
+- a partition whose fetched records never arrive (position past the next offset, nothing delivered for
+  ``idle_s`` while the stream's queue is empty) is read again from the next offset.
+
+Private Faust API used: ``Consumer._read_offset``, ``Consumer.ack``, ``Consumer._unacked_messages``,
+``Consumer._waiting_for_ack``, ``Consumer._commit``, ``Consumer._thread`` (the aiokafka consumer's ``committed``).
+
+Usage (in :func:`streams.worker.app.create_app`; ``tests/streams/faust_ext/test_own_offsets.py`` runs it on
+a real broker)::
+
+    owned = OwnedOffsets(app, "llm.events", commit_interval_s=2.8, counters=counters)
+    owned.install()  # before the app starts
+    ...
+    batches = take_events_overlapped(stream, 1000, 2.0, admit=owned.admit)
+    ...
+    await owned.durable(batch)  # once the batch is written
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from faust.types import TP, EventT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from streams.faust_ext.positions import Position, Verdict
+
+log = logging.getLogger("evalstream.worker")
+
+
+class _ReadOffsets(dict):  # type: ignore[type-arg]
+    """Faust's read offsets, blind for owned topics: its drain then delivers every record it fetches from them."""
+
+    def __init__(self, owned: set[str], existing: Any) -> None:
+        super().__init__(existing)
+        self.owned = owned
+
+    def __getitem__(self, tp: Any) -> Any:
+        if tp.topic in self.owned:
+            return None
+        return dict.get(self, tp)
+
+
+class OwnedOffsets:
+    """One topic's positions and commits, taken over from Faust (see the module docstring)."""
+
+    def __init__(
+        self, app: Any, topic: str, commit_interval_s: float, counters: Any = None, idle_s: float = 10.0
+    ) -> None:
+        self.app = app
+        self.topic = topic
+        self.commit_interval_s = commit_interval_s
+        # ints redelivered, reseeks, absent_offsets (the worker's WorkerCounters; default: kept here)
+        self.counters = (
+            counters if counters is not None else SimpleNamespace(redelivered=0, reseeks=0, absent_offsets=0)
+        )
+        self.idle_s = idle_s
+        self.queue: Any = None  # the stream's input queue (set by the agent): records in it are on their way
+        self._assigned: set[int] = set()
+        self._epoch = 0
+        self._positions: dict[int, Position] = {}
+        self._committed: dict[int, int] = {}  # the offset Kafka holds (a replay starts there)
+        self._durable: dict[int, int] = {}  # written up to here, not yet committed
+        self._last_seen: dict[int, float] = {}
+        self._last_commit = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Take the topic's offsets over from the app's consumer; call once, before the app starts."""
+        consumer = self.app.consumer
+        reads = consumer._read_offset
+        if not isinstance(reads, _ReadOffsets):
+            reads = consumer._read_offset = _ReadOffsets(set(), reads)
+            self._wrap_ack(consumer, reads.owned)
+        reads.owned.add(self.topic)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_before_shutdown.connect(self._on_shutdown)
+        self.app.timer(interval=1.0, name=f"own_offsets.tick:{self.topic}")(self.tick)
+
+    @staticmethod
+    def _wrap_ack(consumer: Any, owned: set[str]) -> None:
+        faust_ack = consumer.ack
+
+        def ack(message: Any) -> bool:  # done for the stream and for wait_empty; never a commit by Faust
+            if message.topic not in owned:
+                return bool(faust_ack(message))
+            with ack_lock:
+                if message.acked:
+                    return False
+                message.acked = True
+                consumer._unacked_messages.discard(message)
+                notify(consumer._waiting_for_ack)
+                return True
+
+        consumer.ack = ack
+
+    # -- what the worker calls -----------------------------------------------------------------------------------
+
+    def committed(self, partition: int) -> int | None:
+        """Where a replay of ``partition`` would start (the committed offset, else the log's start); None: unknown."""
+        return self._committed.get(partition)
+
+    async def admit(self, event: EventT) -> bool:
+        """Whether to process ``event``: only its partition's next record (see the module docstring)."""
+        message = event.message
+        if message.topic != self.topic:
+            return True
+        partition, offset = message.partition, message.offset
+        if partition not in self._assigned:
+            return False  # fetched before a revocation
+        position = self._positions.get(partition)
+        if position is None:
+            epoch = self._epoch
+            start = await self._start(partition)
+            if epoch != self._epoch or partition not in self._assigned:
+                return False  # a rebalance came meanwhile: this record belongs to the old assignment
+            position = self._positions.setdefault(partition, Position(start))
+        new, verdict = position.admit(offset)
+        self._positions[partition] = new
+        self._last_seen[partition] = time.monotonic()
+        if verdict is Verdict.DUPLICATE:
+            self.counters.redelivered += 1
+        elif verdict is Verdict.ABSENT:
+            self.counters.absent_offsets += offset - position.next
+            log.warning(
+                "%s[%d]: offsets %d..%d hold no record (read twice; transaction markers, or deleted by retention "
+                "before they were processed)", self.topic, partition, position.next, offset - 1,
+            )  # fmt: skip
+        elif verdict is Verdict.SEEK:
+            self.counters.reseeks += 1
+            log.warning(
+                "%s[%d]: offset %d delivered while %d was expected: the consumer dropped records; reading them "
+                "again from %d", self.topic, partition, offset, position.next, position.next,
+            )  # fmt: skip
+            await self._seek(partition, new.next)
+        return verdict.admitted
+
+    async def durable(self, events: Iterable[EventT]) -> None:
+        """``events`` (admitted earlier) are written: their offsets may be committed (when a commit is due)."""
+        ends: dict[int, int] = {}
+        for event in events:
+            message = event.message
+            if message.topic == self.topic:
+                ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
+        for partition, end in ends.items():
+            position = self._positions.get(partition)
+            if partition in self._assigned and position is not None and end <= position.next:
+                self._durable[partition] = max(self._durable.get(partition, 0), end)
+        if time.monotonic() - self._last_commit >= self.commit_interval_s:
+            await self.commit()
+
+    async def commit(self, partitions: Iterable[int] | None = None) -> None:
+        """Commit what is durable (of ``partitions``; default all assigned)."""
+        async with self._lock:
+            wanted = self._assigned if partitions is None else set(partitions) & self._assigned
+            offsets = {p: end for p, end in self._durable.items() if p in wanted and end > self._committed.get(p, -1)}
+            self._last_commit = time.monotonic()
+            if not offsets:
+                return
+            done = await self.app.consumer._commit({TP(self.topic, p): end for p, end in offsets.items()})
+            if done:
+                self._committed.update(offsets)
+                for p in offsets:
+                    if self._durable.get(p) == offsets[p]:
+                        del self._durable[p]
+
+    async def tick(self) -> None:
+        """Every second: a due commit, and partitions whose fetched records never arrived are read again."""
+        if time.monotonic() - self._last_commit >= self.commit_interval_s:
+            await self.commit()
+        if self.app.rebalancing or not self.app.flow_control.is_active():
+            return
+        if self.queue is not None and not self.queue.empty():
+            return
+        now = time.monotonic()
+        for partition in sorted(self._assigned):
+            position = self._positions.get(partition)
+            if position is None or now - self._last_seen.get(partition, now) < self.idle_s:
+                continue
+            try:
+                fetched = await self.app.consumer.position(TP(self.topic, partition))
+            except Exception:  # revoked meanwhile
+                continue
+            current = self._positions.get(partition)
+            if fetched is None or current is not position or fetched <= position.next:
+                continue
+            self._positions[partition] = position.restarted(fetched - 1)
+            self._last_seen[partition] = now
+            self.counters.reseeks += 1
+            log.warning(
+                "%s[%d]: offsets %d..%d were fetched but never delivered; reading them again",
+                self.topic, partition, position.next, fetched - 1,
+            )  # fmt: skip
+            await self._seek(partition, position.next)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    async def _start(self, partition: int) -> int:
+        """The offset Kafka holds for the group, else the log's start (what the consumer resets to); retried
+        while the broker does not answer (the partition's records wait meanwhile)."""
+        consumer = self.app.consumer
+        thread = consumer._thread
+        aiotp = TopicPartition(self.topic, partition)
+        for attempt in itertools.count():
+            try:
+                offset = await thread.call_thread(thread._ensure_consumer().committed, aiotp)
+                if offset is None or offset < 0:
+                    earliest = await consumer.earliest_offsets(TP(self.topic, partition))
+                    offset = int(next(iter(earliest.values()), 0) or 0)
+                break
+            except Exception as exc:
+                if attempt % 10 == 0:
+                    log.warning(
+                        "%s[%d]: committed offset not read (%s: %s); retrying",
+                        self.topic, partition, type(exc).__name__, exc,
+                    )  # fmt: skip
+                await asyncio.sleep(1.0)
+        self._committed[partition] = int(offset)
+        return int(offset)
+
+    async def _seek(self, partition: int, offset: int) -> None:
+        try:
+            await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+        except Exception as exc:  # revoked meanwhile: the next assignment starts from the committed offset
+            log.warning("%s[%d]: seek to %d failed (%s: %s)", self.topic, partition, offset, type(exc).__name__, exc)
+
+    def _parts(self, tps: Iterable[Any]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.topic}
+
+    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        parts = self._parts(revoked)  # Faust has waited for the batches in flight: commit them while still ours
+        await self.commit(parts)
+        self._epoch += 1
+        self._assigned -= parts
+        for state in (self._positions, self._committed, self._durable, self._last_seen):
+            for p in parts:
+                state.pop(p, None)
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self._epoch += 1
+        parts = self._parts(assigned)
+        for state in (self._positions, self._committed, self._durable, self._last_seen):
+            for p in list(state):
+                if p not in parts:
+                    state.pop(p)
+        now = time.monotonic()
+        for p in parts - self._assigned:
+            self._positions.pop(p, None)
+            self._last_seen[p] = now
+        self._assigned = parts
+
+    async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        try:
+            await self.commit()
+        except Exception as exc:  # replayed after the restart instead
+            log.warning("commit at shutdown failed (%s: %s)", type(exc).__name__, exc)
