@@ -16,30 +16,17 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
 
 from api.auth import protect
+from api.responses import INVALID_REQUEST
 from api.routers import alerts, clusters, compare, components, dashboard, drift, health, judges, metrics, traces
 from api.routers import pipeline as pipeline_status
 from api.routers import prometheus as prometheus_metrics
 from api.settings import get_settings
 
 DOCS_ASSETS_URL = "/static-offline-docs"  # Swagger UI, ReDoc and the favicon, served from the package
-
-
-class InvalidRequest(BaseModel):
-    """A 422 answer: FastAPI's list of the parameters that failed validation, or the message of a route's own
-    check (``since`` not before ``until``, an unknown metric or signal, too many points)."""
-
-    detail: str | list[dict[str, Any]]
-
-
-# The spec's 422 for every route with parameters: FastAPI would document only its own list of errors
-INVALID_REQUEST: dict[int | str, dict[str, Any]] = {422: {"model": InvalidRequest, "description": "Invalid request"}}
 
 
 def create_app() -> FastAPI:

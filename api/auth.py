@@ -42,11 +42,13 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.responses import Problem
 from api.settings import ApiSettings
 
 log = logging.getLogger("evalstream.api")
@@ -168,7 +170,38 @@ def protect(app: FastAPI, settings: ApiSettings) -> bool:
         )
         return False
     app.add_middleware(ApiKeyMiddleware, checker=KeyChecker(keys))
+    document_keys(app)
     return True
+
+
+def document_keys(app: FastAPI) -> None:
+    """Say in ``app``'s OpenAPI spec what the middleware enforces: a bearer scheme, required by every operation
+    outside :data:`PUBLIC_PATHS`, each of which may answer 401."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        components = spec.setdefault("components", {})
+        components.setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer", "description": "an API key: Authorization: Bearer <key>",
+        }  # fmt: skip
+        components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+        unauthorized = {
+            "description": "Missing or wrong API key",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for path, operations in spec.get("paths", {}).items():
+            if is_public(path):
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
+                operation.setdefault("responses", {})["401"] = unauthorized
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def is_loopback(host: str) -> bool:

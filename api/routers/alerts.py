@@ -29,6 +29,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.deps import DuckDB, RequestTime
 from api.queries import utc_text
+from api.responses import NOT_FOUND
 from api.routers.metrics import window
 from sinks.catalog import query
 
@@ -116,7 +117,7 @@ def _links(incident: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", responses=NOT_FOUND)
 def get_alert(
     db: DuckDB, alert_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 ) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.clustering import ClusterCache, ClusterRequest, find_clusters
 from api.deps import DuckDB, EvalConfig, RequestTime, SettingsDep
+from api.responses import NOT_FOUND
 from api.routers.metrics import utc_text, window
 from metrics.analysis import AnalysisConfigError, analysis_settings, signals_from_text
 from sinks.catalog import query
@@ -84,7 +85,7 @@ def get_clusters(
     return get_cache(root, settings.clusters_cache_s).get(key, lambda: find_clusters(db, root, request, failure))
 
 
-@router.get("/clusters/{cluster_id}")
+@router.get("/clusters/{cluster_id}", responses=NOT_FOUND)
 def get_cluster(
     db: DuckDB,
     cluster_id: Annotated[str, Path(max_length=64, pattern=r"^c-\d+$")],

@@ -194,3 +194,42 @@ def test_a_request_cannot_write_to_the_database(tmp_path: Path) -> None:
         cursor.execute("ROLLBACK")
         cursor.execute("BEGIN TRANSACTION READ ONLY")
     cursors.close()
+
+
+def test_the_spec_documents_the_key_and_each_answer_a_route_gives(client: TestClient) -> None:
+    """With keys, the spec has a bearer scheme that every operation but the public ones requires, each such
+    operation documents its 401, and what a route answers when refused or not found matches the spec's shapes."""
+    spec = client.get("/openapi.json", headers=auth(KEY)).json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "an API key: Authorization: Bearer <key>",
+    }  # fmt: skip
+    protected = public = 0
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if api.auth.is_public(path):
+                assert "security" not in operation and "401" not in operation["responses"], path
+                public += 1
+            else:
+                assert operation["security"] == [{"apiKey": []}], path
+                assert operation["responses"]["401"]["description"] == "Missing or wrong API key", path
+                protected += 1
+    assert public >= 1 and "security" not in spec["paths"]["/health"]["get"] and protected >= 11
+    refused = client.get("/v1/pipeline").json()
+    assert set(refused) == set(spec["components"]["schemas"]["Problem"]["properties"]) == {"detail"}
+    for path, probe in (
+        ("/v1/alerts/{alert_id}", "/v1/alerts/nope"),
+        ("/v1/clusters/{cluster_id}", "/v1/clusters/c-1"),
+    ):
+        assert spec["paths"][path]["get"]["responses"]["404"]["description"] == "No such id", path
+        answer = client.get(probe, headers=auth(KEY))
+        assert answer.status_code == 404 and set(answer.json()) == {"detail"}, (probe, answer.text)
+
+
+def test_without_keys_the_spec_asks_for_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALSTREAM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EVALSTREAM_API_KEYS", raising=False)
+    api_settings.cache_clear()
+    with TestClient(create_app()) as open_client:
+        spec = open_client.get("/openapi.json").json()
+    assert "securitySchemes" not in spec.get("components", {})
+    assert not [p for p, ops in spec["paths"].items() for op in ops.values() if "401" in op["responses"]]
