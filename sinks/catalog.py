@@ -4,7 +4,9 @@ latest of them, ``clusters`` (one row per cluster id) and ``cluster_members`` (o
 live windows and alerts (:mod:`sinks.alerting`): ``windows``, ``alerts``, ``alert_deliveries``.
 
 Each dataset view reads ``<data_dir>/<dataset>/dt=*/*.parquet`` (Hive partition column ``dt``, a DATE). A dataset
-with no file yet is an empty view with the right columns, so queries work on a fresh install.
+with no file yet is an empty view with the right columns, so queries work on a fresh install. The data folder may
+be an object store (``s3://bucket/prefix``, see :mod:`sinks.store`): its filesystem is registered on the connection
+and the views read ``s3://`` globs, which DuckDB lists again on every query.
 
 ``generations`` is the table people query: one row per generation with its labels and what happened to it
 (see :data:`GENERATIONS_VIEW`): the latest thumbs, whether it was regenerated, refreshed or edited, its latest
@@ -39,6 +41,7 @@ import pyarrow.parquet as pq
 from sinks.alerting import ALERTS_SCHEMA, DELIVERIES_SCHEMA, WINDOWS_SCHEMA
 from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
+from sinks.store import Store
 
 DATASETS: dict[str, pa.Schema] = {
     "events": EVENTS_SCHEMA,
@@ -191,16 +194,19 @@ def _dataset_view(name: str, pattern: str) -> str:
         )"""
 
 
-def _has_files(folder: Path) -> bool:
-    return next(folder.glob("dt=*/*.parquet"), None) is not None
+def _has_files(store: Store, name: str) -> bool:
+    """Whether dataset ``name`` has a Parquet file (in an object store: any, at any depth)."""
+    if store.root is not None:
+        return next((store.root / name).glob("dt=*/*.parquet"), None) is not None
+    return store.has_files(name, ".parquet")
 
 
-def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5) -> frozenset[str]:
+def _define_views(con: duckdb.DuckDBPyConnection, store: Store, attempts: int = 5) -> frozenset[str]:
     """(Re)define every view on ``con``; returns the datasets that had no file (empty views)."""
+    store.register(con)
     empty = set()
     for name, schema in DATASETS.items():
-        folder = root / name
-        pattern = _sql_string(str(folder / "dt=*" / "*.parquet"))
+        pattern = _sql_string(store.url(f"{name}/dt=*/*.parquet"))
         for attempt in range(attempts):
             try:
                 con.execute(_dataset_view(name, pattern))
@@ -209,7 +215,7 @@ def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5)
                 # DuckDB lists and opens the files to bind the view. No file at all (a fresh install, or a
                 # replay that deleted a dataset's only files before rewriting them): an empty view. A file
                 # that vanished between listing and opening (a replay replacing it): list again.
-                if not _has_files(folder):
+                if not _has_files(store, name):
                     table = schema.empty_table().append_column("dt", pa.array([], pa.date32()))
                     # a table of the database, not a registered Arrow object: cursors must see it too
                     con.register("_arrow_empty", table)
@@ -234,11 +240,11 @@ def _define_views(con: duckdb.DuckDBPyConnection, root: Path, attempts: int = 5)
     return frozenset(empty)
 
 
-def connect(data_dir: str | Path, database: str = ":memory:", attempts: int = 5) -> duckdb.DuckDBPyConnection:
+def connect(data_dir: str | Path | Store, database: str = ":memory:", attempts: int = 5) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``, the cluster
-    runs) and the views built on them."""
+    runs) and the views built on them; ``data_dir`` may be an object store (``s3://bucket/prefix``)."""
     con = duckdb.connect(database)
-    _define_views(con, Path(data_dir), attempts)
+    _define_views(con, data_dir if isinstance(data_dir, Store) else Store(data_dir), attempts)
     return con
 
 
@@ -257,17 +263,20 @@ class Catalog:
     (0,)
     """
 
-    def __init__(self, data_dir: str | Path) -> None:
-        self.root = Path(data_dir)
+    def __init__(self, data_dir: str | Path | Store) -> None:
+        self.store = data_dir if isinstance(data_dir, Store) else Store(data_dir)
+        self.root = (
+            self.store.root if self.store.root is not None else Path(self.store.base)
+        )  # the API sandbox allows it (local roots)
         self._con = duckdb.connect()
         self._lock = threading.Lock()
-        self._empty = _define_views(self._con, self.root)
+        self._empty = _define_views(self._con, self.store)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            empty = frozenset(name for name in DATASETS if not _has_files(self.root / name))
+            empty = frozenset(name for name in DATASETS if not _has_files(self.store, name))
             if empty != self._empty:
-                self._empty = _define_views(self._con, self.root)
+                self._empty = _define_views(self._con, self.store)
             return self._con.cursor()
 
 

@@ -10,6 +10,9 @@ commit replays the same offsets; a replayed batch may be cut at other offsets th
 write first deletes the files of its partition whose offset range overlaps its own (earlier writes of the same
 messages). No offset is ever stored twice, and a replay ends with every offset stored once.
 
+The root may also be an object store (``s3://bucket/prefix``, see :mod:`sinks.store`): there a write is a
+single PUT, which is atomic and durable once it returns.
+
 Example::
 
     >>> import tempfile, pyarrow as pa
@@ -23,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import bisect
-import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -32,7 +34,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from sinks.store import Store
+from sinks.store import write_atomic as write_atomic  # where sinks.compaction, .alerting and .clusters import it
 
 _NAME = re.compile(
     r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})(?P<compacted>\.compacted)?\.parquet$"
@@ -67,49 +71,30 @@ def parse_file_name(name: str) -> FileSpan | None:
     )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(
-    folder: Path, name: str, table: pa.Table, compression: str = "zstd", row_group_size: int | None = None
-) -> Path:
-    """``table`` as ``folder/name``, durably: a hidden temporary file, fsynced, renamed, the folder fsynced."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp, compression=compression, row_group_size=row_group_size)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(folder)
-    return final
-
-
 class PartitionedParquetWriter:
-    """Writes batches of rows for one dataset (``events``, ``scores``, ``dlq``) under ``root/dataset``."""
+    """Writes batches of rows for one dataset (``events``, ``scores``, ``dlq``) under ``root/dataset``; ``root``
+    is a local folder or a :class:`~sinks.store.Store` (which may be ``s3://bucket/prefix``)."""
 
-    #: newest files remembered per partition; an older range is looked up on disk again
+    #: newest files remembered per partition; an older range is looked up in the store again
     INDEX_LIMIT = 10_000
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Store,
         dataset: str,
         schema: pa.Schema,
         date_column: str = "ts",
         compression: str = "zstd",
     ) -> None:
-        self.dir = Path(root) / dataset
+        self.store = root if isinstance(root, Store) else Store(root)
+        self.dataset = dataset
+        #: the dataset's folder, as a path of the store's filesystem (``bucket/prefix/dataset`` on S3)
+        self.dir = Path(self.store.path(dataset))
         self.schema = schema
         self.date_column = date_column
         self.compression = compression
-        # (topic, partition) -> [(first, last, name)] sorted by first offset; loaded from disk on first use
-        self._index: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+        # (topic, partition) -> [(first, last, name, date folders)] sorted by first offset; listed on first use
+        self._index: dict[tuple[str, int], list[tuple[int, int, str, tuple[str, ...]]]] = {}
 
     def forget_partitions(self) -> None:
         """Drop the in-memory file index (call on partition assignment: another process may have written)."""
@@ -118,7 +103,8 @@ class PartitionedParquetWriter:
     def write(
         self, topic: str, partition: int, first_offset: int, last_offset: int, rows: Sequence[dict[str, Any]]
     ) -> list[Path]:
-        """Durably write ``rows`` (from offsets ``first..last`` of ``topic``/``partition``); returns the files.
+        """Durably write ``rows`` (from offsets ``first..last`` of ``topic``/``partition``); returns the files (on
+        S3, their ``bucket/key`` paths).
 
         Files of the same partition whose offset range overlaps ``first..last`` are earlier writes of the same
         messages (a replay after a crash or a rebalance): they are deleted first, so no offset is ever stored
@@ -128,8 +114,8 @@ class PartitionedParquetWriter:
         entries = self._entries(topic, partition, first_offset)
         stale = [e for e in entries if e[0] <= last_offset and e[1] >= first_offset]
         for entry in stale:
-            for path in self.dir.glob(f"dt=*/{entry[2]}"):
-                path.unlink(missing_ok=True)
+            for rel in self._files_of(entry):
+                self.store.delete(rel)
             entries.remove(entry)
         by_date: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
@@ -138,31 +124,40 @@ class PartitionedParquetWriter:
         written = []
         for day, day_rows in sorted(by_date.items()):
             table = pa.Table.from_pylist(day_rows, schema=self.schema)
-            written.append(self._write_atomic(self.dir / f"dt={day}", name, table))
+            written.append(Path(self.store.write_parquet(f"{self.dataset}/dt={day}/{name}", table, self.compression)))
         if written:
-            bisect.insort(entries, (first_offset, last_offset, name))
+            folders = tuple(f"dt={day}" for day in sorted(by_date))
+            bisect.insort(entries, (first_offset, last_offset, name, folders))
             del entries[: -self.INDEX_LIMIT]
         return written
 
-    def _entries(self, topic: str, partition: int, first_offset: int) -> list[tuple[int, int, str]]:
+    def _files_of(self, entry: tuple[int, int, str, tuple[str, ...]]) -> list[str]:
+        """The files of an index entry, relative to the root: locally every date folder's file of that name;
+        in an object store (where that would be a listing) the folders it was found in or written to."""
+        if self.store.root is not None:
+            return [f"{self.dataset}/{p.parent.name}/{p.name}" for p in self.dir.glob(f"dt=*/{entry[2]}")]
+        return [f"{self.dataset}/{folder}/{entry[2]}" for folder in entry[3]]
+
+    def _entries(self, topic: str, partition: int, first_offset: int) -> list[tuple[int, int, str, tuple[str, ...]]]:
         key = (topic, partition)
         entries = self._index.get(key)
         if entries is None or (len(entries) >= self.INDEX_LIMIT and first_offset <= entries[0][0]):
             entries = self._index[key] = self._scan(topic, partition)
         return entries
 
-    def _scan(self, topic: str, partition: int) -> list[tuple[int, int, str]]:
-        """The files of one partition on disk; removes temporary files a crash left behind."""
+    def _scan(self, topic: str, partition: int) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """The files of one partition in the store; removes temporary files a crash left behind."""
         prefix = f"{topic}-{partition:05d}-"
-        found: set[tuple[int, int, str]] = set()
-        for path in self.dir.glob(f"dt=*/*{prefix}*"):
-            if path.name.startswith(f".{prefix}") and path.name.endswith(".tmp"):
-                path.unlink(missing_ok=True)  # a crash mid-write
+        found: dict[tuple[int, int, str], list[str]] = defaultdict(list)
+        for rel in self.store.list_files(self.dataset):
+            parts = rel.split("/")
+            if len(parts) != 3 or not parts[1].startswith("dt=") or prefix not in parts[2]:
                 continue
-            span = parse_file_name(path.name)
-            if span is not None and path.name.startswith(prefix):
-                found.add((span.first_offset, span.last_offset, path.name))
-        return sorted(found)
-
-    def _write_atomic(self, folder: Path, name: str, table: pa.Table) -> Path:
-        return write_atomic(folder, name, table, self.compression)
+            folder, base = parts[1], parts[2]
+            if base.startswith(f".{prefix}") and base.endswith(".tmp"):
+                self.store.delete(rel)  # a crash mid-write
+                continue
+            span = parse_file_name(base)
+            if span is not None and base.startswith(prefix):
+                found[(span.first_offset, span.last_offset, base)].append(folder)
+        return sorted((*key, tuple(sorted(folders))) for key, folders in found.items())
