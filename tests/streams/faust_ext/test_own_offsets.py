@@ -19,6 +19,9 @@ and at a clean stop: nothing is committed while it runs, and the partitions' end
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -74,9 +77,6 @@ def _offsets(settings: Settings, partitions: int, group: bool) -> list[int]:
 
 
 def test_records_the_consumer_drops_are_read_again_and_land_once(settings: Settings, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     settings = settings.model_copy(
         update={"flush_max_events": 50, "flush_interval_s": 0.5, "embed_backend": "off", "commit_interval_s": 3600}
     )
@@ -92,8 +92,6 @@ def test_records_the_consumer_drops_are_read_again_and_land_once(settings: Setti
     script.write_text(WORKER)
     log_path = tmp_path / "worker.log"
     env = {**settings.to_env(), "TEST_DROP": json.dumps(drops), "PYTHONUNBUFFERED": "1"}
-    import os
-
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(
             [sys.executable, str(script)], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
