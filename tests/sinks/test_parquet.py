@@ -29,16 +29,16 @@ def test_files_are_named_by_partition_and_offsets_and_split_by_date(tmp_path: Pa
     assert pq.read_table(tmp_path / "scores" / "dt=2026-11-25" / name).column("event_id").to_pylist() == ["b"]
 
 
-def test_replay_overwrites_instead_of_duplicating(tmp_path: Path) -> None:
+def test_replay_overwrites_instead_of_duplicating(root: str) -> None:
     day = datetime(2026, 11, 25, 12)
-    first_run = PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA)
+    first_run = PartitionedParquetWriter(root, "scores", SCORES_SCHEMA)
     first_run.write("t", 0, 0, 9, [score(f"e{i}", day) for i in range(10)])
     first_run.write("t", 0, 10, 29, [score(f"e{i}", day) for i in range(10, 30)])  # written, never committed
     first_run.write("t", 1, 0, 4, [score(f"p1-{i}", day) for i in range(5)])
     # crash; the offsets committed were 0..9 of partition 0. The replay batches differently:
-    replay = PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA)
+    replay = PartitionedParquetWriter(root, "scores", SCORES_SCHEMA)
     replay.write("t", 0, 10, 19, [score(f"e{i}", day) for i in range(10, 20)])
-    con = connect(tmp_path)
+    con = connect(root)
     ids = [r[0] for r in con.execute("SELECT event_id FROM scores").fetchall()]
     assert len(ids) == len(set(ids)), "no duplicates after the replay"
     assert set(ids) == {f"e{i}" for i in range(20)} | {f"p1-{i}" for i in range(5)}

@@ -1,23 +1,16 @@
 """The data root in an S3-compatible object store, against moto's standalone server: the writer's replays overwrite
-instead of duplicating, and the catalog's views count right, see new files and forget deleted ones.
+instead of duplicating (that one in ``test_parquet.py``, against both roots), and the catalog's views count right, see
+new files and forget deleted ones. The moto server and a bucket per test come from ``conftest.py``.
 
 moto answers each request in ~5 ms, so these tests keep their file counts small.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 
 import pyarrow as pa
 import pytest
-from pyarrow import fs
 
 from sinks.catalog import Catalog, connect
 from sinks.parquet import PartitionedParquetWriter, file_name
@@ -25,62 +18,7 @@ from sinks.schemas import SCORES_SCHEMA
 from sinks.store import Store
 from tests.helpers import score
 
-pytest.importorskip("moto", reason="moto[server] (the dev extras) runs the S3 stand-in")
-
 DAY = datetime(2026, 11, 25, 12)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of a moto S3 server for the whole session (ready in ~0.3 s)."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/reset", data=b"", timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("moto server not ready after 30 s")
-            time.sleep(0.05)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def s3_root(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``s3://<a new bucket>/data``, with the endpoint and dummy credentials in the environment."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    bucket = f"evalstream-{uuid.uuid4().hex[:12]}"
-    admin, _ = fs.FileSystem.from_uri(f"s3://{bucket}?allow_bucket_creation=true")
-    admin.create_dir(bucket)
-    return f"s3://{bucket}/data"
 
 
 def _count(con: object, sql: str = "SELECT count(*), count(DISTINCT event_id) FROM scores") -> tuple[int, ...]:
@@ -97,22 +35,6 @@ def test_files_are_named_by_partition_and_offsets_and_split_by_date(s3_root: str
     assert store.list_files() == [f"scores/dt=2026-11-24/{name}", f"scores/dt=2026-11-25/{name}"]
     assert store.url("scores/x.parquet") == f"{s3_root}/scores/x.parquet"
     assert _count(connect(s3_root), "SELECT count(*), min(dt) FROM scores") == (2, datetime(2026, 11, 24).date())
-
-
-def test_replay_overwrites_instead_of_duplicating(s3_root: str) -> None:
-    first_run = PartitionedParquetWriter(s3_root, "scores", SCORES_SCHEMA)
-    first_run.write("t", 0, 0, 9, [score(f"e{i}", DAY) for i in range(10)])
-    first_run.write("t", 0, 10, 29, [score(f"e{i}", DAY) for i in range(10, 30)])  # written, never committed
-    first_run.write("t", 1, 0, 4, [score(f"p1-{i}", DAY) for i in range(5)])
-    # crash; the offsets committed were 0..9 of partition 0. The replay (a new process) batches differently:
-    replay = PartitionedParquetWriter(s3_root, "scores", SCORES_SCHEMA)
-    replay.write("t", 0, 10, 19, [score(f"e{i}", DAY) for i in range(10, 20)])
-    con = connect(s3_root)
-    ids = [r[0] for r in con.execute("SELECT event_id FROM scores").fetchall()]
-    assert len(ids) == len(set(ids)), "no duplicates after the replay"
-    assert set(ids) == {f"e{i}" for i in range(20)} | {f"p1-{i}" for i in range(5)}
-    replay.write("t", 0, 20, 29, [score(f"e{i}", DAY) for i in range(20, 30)])
-    assert _count(con) == (35, 35)
 
 
 def test_redelivery_with_other_cuts_and_an_empty_batch(s3_root: str) -> None:
