@@ -14,8 +14,9 @@ What :class:`OwnedOffsets` does instead, for one topic:
   is dropped and the partition read again from the next offset (``seek_wait``);
 - a partition's position starts at the offset committed in Kafka, or at the log's start when none is;
 - offsets are committed (every ``commit_interval_s``, at a revocation and at shutdown) only up to what was
-  admitted in order and reported durable (:meth:`OwnedOffsets.durable`); Faust no longer commits this topic
-  (its ``ack`` still counts the message done, so a rebalance and a shutdown still wait for the batches);
+  admitted in order and reported durable (:meth:`OwnedOffsets.durable`), batch after batch with no hole (a batch
+  never reported stops the partition's commits, with an error); Faust no longer commits this topic (its ``ack``
+  still counts the message done, so a rebalance and a shutdown still wait for the batches);
 - a partition whose fetched records never arrive (position past the next offset, nothing delivered for
   ``idle_s`` while the stream's queue is empty) is read again from the next offset.
 
@@ -86,6 +87,9 @@ class OwnedOffsets:
         self._positions: dict[int, Position] = {}
         self._committed: dict[int, int] = {}  # the offset Kafka holds (a replay starts there)
         self._durable: dict[int, int] = {}  # written up to here, not yet committed
+        self._written: dict[int, int] = {}  # every admitted record before this offset is written
+        self._jumps: dict[int, dict[int, int]] = {}  # offsets that hold no record: from -> the next record's
+        self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
         self._last_seen: dict[int, float] = {}
         self._last_commit = time.monotonic()
         self._lock = asyncio.Lock()
@@ -143,6 +147,7 @@ class OwnedOffsets:
             if epoch != self._epoch or partition not in self._assigned:
                 return False  # a rebalance came meanwhile: this record belongs to the old assignment
             position = self._positions.setdefault(partition, Position(start))
+            self._written.setdefault(partition, start)
         new, verdict = position.admit(offset)
         self._positions[partition] = new
         self._last_seen[partition] = time.monotonic()
@@ -150,6 +155,7 @@ class OwnedOffsets:
             self.counters.redelivered += 1
         elif verdict is Verdict.ABSENT:
             self.counters.absent_offsets += offset - position.next
+            self._jumps.setdefault(partition, {})[position.next] = offset
             log.warning(
                 "%s[%d]: offsets %d..%d hold no record (read twice; transaction markers, or deleted by retention "
                 "before they were processed)", self.topic, partition, position.next, offset - 1,
@@ -164,16 +170,37 @@ class OwnedOffsets:
         return verdict.admitted
 
     async def durable(self, events: Iterable[EventT]) -> None:
-        """``events`` (admitted earlier) are written: their offsets may be committed (when a commit is due)."""
-        ends: dict[int, int] = {}
+        """``events`` (a batch admitted earlier) are written: their offsets may be committed (when a commit is due).
+
+        Only a partition's written prefix is committed: a batch that starts past the end of the last one
+        reported (one that failed and was never reported) stops the partition's commits there, with an error.
+        """
+        spans: dict[int, tuple[int, int]] = {}
         for event in events:
             message = event.message
             if message.topic == self.topic:
-                ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
-        for partition, end in ends.items():
-            position = self._positions.get(partition)
-            if partition in self._assigned and position is not None and end <= position.next:
-                self._durable[partition] = max(self._durable.get(partition, 0), end)
+                first, end = spans.get(message.partition, (message.offset, message.offset + 1))
+                spans[message.partition] = (min(first, message.offset), max(end, message.offset + 1))
+        for partition, (first, end) in spans.items():
+            position, written = self._positions.get(partition), self._written.get(partition)
+            if partition not in self._assigned or position is None or written is None or end > position.next:
+                continue
+            jumps = self._jumps.get(partition, {})
+            while written in jumps:  # offsets that hold no record count as written
+                written = jumps.pop(written)
+            if first > written:
+                if partition not in self._holes:
+                    self._holes.add(partition)
+                    log.error(
+                        "%s[%d]: offsets %d..%d were admitted but never written; the partition commits nothing past "
+                        "%d until a restart replays them", self.topic, partition, written, first - 1, written,
+                    )  # fmt: skip
+                self._written[partition] = written
+                continue
+            self._written[partition] = written = max(written, end)
+            self._durable[partition] = max(self._durable.get(partition, 0), written)
+            for start in [k for k in jumps if k < written]:  # passed inside this batch
+                del jumps[start]
         if time.monotonic() - self._last_commit >= self.commit_interval_s:
             await self.commit()
 
@@ -252,6 +279,9 @@ class OwnedOffsets:
         except Exception as exc:  # revoked meanwhile: the next assignment starts from the committed offset
             log.warning("%s[%d]: seek to %d failed (%s: %s)", self.topic, partition, offset, type(exc).__name__, exc)
 
+    def _per_partition(self) -> tuple[dict[int, Any], ...]:
+        return self._positions, self._committed, self._durable, self._last_seen, self._written, self._jumps
+
     def _parts(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.topic}
 
@@ -260,21 +290,25 @@ class OwnedOffsets:
         await self.commit(parts)
         self._epoch += 1
         self._assigned -= parts
-        for state in (self._positions, self._committed, self._durable, self._last_seen):
+        self._holes -= parts
+        for state in self._per_partition():
             for p in parts:
                 state.pop(p, None)
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         self._epoch += 1
         parts = self._parts(assigned)
-        for state in (self._positions, self._committed, self._durable, self._last_seen):
+        for state in self._per_partition():
             for p in list(state):
                 if p not in parts:
                     state.pop(p)
         now = time.monotonic()
-        for p in parts - self._assigned:
-            self._positions.pop(p, None)
+        for p in parts - self._assigned:  # starts afresh from the committed offset
+            for state in self._per_partition():
+                state.pop(p, None)
+            self._holes.discard(p)
             self._last_seen[p] = now
+        self._holes &= parts
         self._assigned = parts
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
