@@ -86,7 +86,6 @@ class OwnedOffsets:
         self._epoch = 0
         self._positions: dict[int, Position] = {}
         self._committed: dict[int, int] = {}  # the offset Kafka holds (a replay starts there)
-        self._durable: dict[int, int] = {}  # written up to here, not yet committed
         self._written: dict[int, int] = {}  # every admitted record before this offset is written
         self._jumps: dict[int, dict[int, int]] = {}  # offsets that hold no record: from -> the next record's
         self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
@@ -198,31 +197,29 @@ class OwnedOffsets:
                 self._written[partition] = written
                 continue
             self._written[partition] = written = max(written, end)
-            self._durable[partition] = max(self._durable.get(partition, 0), written)
             for start in [k for k in jumps if k < written]:  # passed inside this batch
                 del jumps[start]
+        await self._commit_if_due()
+
+    async def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit >= self.commit_interval_s:
             await self.commit()
 
     async def commit(self, partitions: Iterable[int] | None = None) -> None:
-        """Commit what is durable (of ``partitions``; default all assigned)."""
+        """Commit what is written (of ``partitions``; default all assigned)."""
         async with self._lock:
             wanted = self._assigned if partitions is None else set(partitions) & self._assigned
-            offsets = {p: end for p, end in self._durable.items() if p in wanted and end > self._committed.get(p, -1)}
+            offsets = {p: end for p, end in self._written.items() if p in wanted and end > self._committed.get(p, -1)}
             self._last_commit = time.monotonic()
             if not offsets:
                 return
             done = await self.app.consumer._commit({TP(self.topic, p): end for p, end in offsets.items()})
             if done:
                 self._committed.update(offsets)
-                for p in offsets:
-                    if self._durable.get(p) == offsets[p]:
-                        del self._durable[p]
 
     async def tick(self) -> None:
         """Every second: a due commit, and partitions whose fetched records never arrived are read again."""
-        if time.monotonic() - self._last_commit >= self.commit_interval_s:
-            await self.commit()
+        await self._commit_if_due()
         if self.app.rebalancing or not self.app.flow_control.is_active():
             return
         if self.queue is not None and not self.queue.empty():
@@ -280,7 +277,7 @@ class OwnedOffsets:
             log.warning("%s[%d]: seek to %d failed (%s: %s)", self.topic, partition, offset, type(exc).__name__, exc)
 
     def _per_partition(self) -> tuple[dict[int, Any], ...]:
-        return self._positions, self._committed, self._durable, self._last_seen, self._written, self._jumps
+        return self._positions, self._committed, self._last_seen, self._written, self._jumps
 
     def _parts(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.topic}
