@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -38,6 +39,7 @@ from metrics.analysis import FailureSettings
 from metrics.clusters import NOISE, ClusterParams, cluster_failures, ctfidf_labels, match_ids, sample_rows
 from sinks.catalog import query, query_arrow
 from sinks.clusters import ClusterRow, ClusterRun, RunLock, created_at, next_id_number, previous_centroids, write_run
+from sinks.store import Store
 
 N_EXAMPLES = 5
 LABEL_TEXTS = 300  # failures per cluster whose inputs name it (a hashed sample)
@@ -109,7 +111,7 @@ def _texts(con: duckdb.DuckDBPyConnection, ids: list[str], since: datetime, unti
 
 def find_clusters(
     con: duckdb.DuckDBPyConnection,
-    root: str,
+    root: str | Path | Store,
     request: ClusterRequest,
     settings: FailureSettings,
     now: datetime | None = None,

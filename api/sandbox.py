@@ -35,16 +35,19 @@ import os
 from pathlib import Path
 
 from sinks.catalog import DATASETS, Catalog, _schema_file
+from sinks.store import Store, open_store
 
 
-def allowed_directories(data_dir: str | Path) -> list[str]:
-    """The data folder and the folders of the catalog's empty schema files (each with a trailing slash, so that
-    ``/data`` does not also allow ``/data-other``)."""
+def allowed_directories(data_dir: str | Path | Store) -> list[str]:
+    """The data folder (an object store's ``s3://bucket/prefix/``) and the folders of the catalog's empty schema
+    files (each with a trailing slash, so that ``/data`` does not also allow ``/data-other``)."""
+    store = open_store(data_dir)
     schema_roots = {Path(_schema_file(name)).parents[2] for name in DATASETS}  # <tmp>/<dataset>/dt=…/empty.parquet
+    local = [*schema_roots, *([store.root] if store.root is not None else [])]
     # as the views name them (absolute) and as DuckDB may resolve them (through symbolic links)
-    found = {os.path.abspath(d) for d in (data_dir, *schema_roots)} | {
-        str(Path(d).resolve()) for d in (data_dir, *schema_roots)
-    }
+    found = {os.path.abspath(d) for d in local} | {str(Path(d).resolve()) for d in local}
+    if store.root is None:
+        found.add(store.uri)
     return [f"{d.rstrip('/')}/" for d in sorted(found)]
 
 
@@ -52,7 +55,7 @@ def restrict_files(catalog: Catalog) -> None:
     """Confine ``catalog``'s database to its data folder and lock its configuration (see the module docstring)."""
     cursor = catalog.cursor()
     try:
-        cursor.execute("SET allowed_directories = $dirs", {"dirs": allowed_directories(catalog.root)})
+        cursor.execute("SET allowed_directories = $dirs", {"dirs": allowed_directories(catalog.store)})
         cursor.execute("SET enable_external_access = false")
         cursor.execute("SET lock_configuration = true")
     finally:

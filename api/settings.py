@@ -7,6 +7,8 @@ Example::
 
     >>> ApiSettings(data_dir="/srv/evalstream").data_dir.as_posix()
     '/srv/evalstream'
+    >>> ApiSettings(data_dir="s3://bucket/evalstream/").data_dir
+    's3://bucket/evalstream'
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sinks.store import data_root
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVALSTREAM_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path("evalstream-data"), description="Where the worker's sinks write Parquet.")
+    data_dir: Path | str = Field(
+        default=Path("evalstream-data"),
+        description="Where the worker's sinks write Parquet: a folder or `s3://bucket/prefix` (AWS_* settings).",
+    )
     eval_config: Path | None = Field(
         default=None, description="The evaluation config: the API reads its primary metrics and drift thresholds."
     )
@@ -42,6 +49,11 @@ class ApiSettings(BaseSettings):
         default=False, description="Let `evalstream api` listen on a non-loopback address without API keys."
     )
     log_level: str = "info"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_root(cls, value: object) -> object:
+        return data_root(value) if isinstance(value, str | Path) else value
 
 
 @lru_cache

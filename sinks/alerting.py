@@ -17,8 +17,8 @@ Example::
     >>> row = window_row(1796032800, 60, {"app": "chat", "route": "answer"}, "thumbs_up", agg, partitions=2)
     >>> row["count"], row["mean"], row["window_start"]
     (3, 0.6666666666666666, datetime.datetime(2026, 11, 30, 10, 0))
-    >>> write_windows(data, 1796032800, "chat", [row]).name
-    'window-001796032800-7ecde348ff9c.parquet'
+    >>> write_windows(data, 1796032800, "chat", [row])
+    'windows/dt=2026-11-30/window-001796032800-7ecde348ff9c.parquet'
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,8 +36,8 @@ from typing import Any
 import pyarrow as pa
 
 from metrics.windows import WindowAggregate
-from sinks.parquet import write_atomic
 from sinks.schemas import TS
+from sinks.store import Store, open_store
 
 WINDOWS_SCHEMA = pa.schema([
     ("window_start", TS), ("window_end", TS), ("app", pa.string()), ("route", pa.string()), ("model", pa.string()),
@@ -89,11 +90,16 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def write_windows(data_dir: Path, start: int, app: str, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """The rows of one window and app, as one file named after both (a replay overwrites it)."""
-    folder = Path(data_dir) / "windows" / f"dt={utc(start).date().isoformat()}"
-    table = pa.Table.from_pylist(list(rows), schema=WINDOWS_SCHEMA)
-    return write_atomic(folder, f"window-{start:012d}-{_digest(app)}.parquet", table)
+def _write(data_dir: str | Path | Store, rel: str, table: pa.Table) -> str:
+    open_store(data_dir).write_parquet(rel, table)
+    return rel
+
+
+def write_windows(data_dir: str | Path | Store, start: int, app: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of one window and app, as one file named after both (a replay overwrites it); returns its path
+    relative to the data folder (which may be an object store)."""
+    rel = f"windows/dt={utc(start).date().isoformat()}/window-{start:012d}-{_digest(app)}.parquet"
+    return _write(data_dir, rel, pa.Table.from_pylist(list(rows), schema=WINDOWS_SCHEMA))
 
 
 def alert_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,22 +112,20 @@ def alert_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def write_alert(data_dir: Path, record: Mapping[str, Any]) -> Path:
+def write_alert(data_dir: str | Path | Store, record: Mapping[str, Any]) -> str:
     """One state change of an incident, as its own file (named after the incident and the state)."""
     row = alert_row(record)
-    folder = Path(data_dir) / "alerts" / f"dt={row['changed_at'].date().isoformat()}"
-    name = f"alert-{record['alert_id']}-{record['state']}.parquet"
-    return write_atomic(folder, name, pa.Table.from_pylist([row], schema=ALERTS_SCHEMA))
+    rel = f"alerts/dt={row['changed_at'].date().isoformat()}/alert-{record['alert_id']}-{record['state']}.parquet"
+    return _write(data_dir, rel, pa.Table.from_pylist([row], schema=ALERTS_SCHEMA))
 
 
-def write_deliveries(data_dir: Path, rows: Sequence[Mapping[str, Any]]) -> Path | None:
+def write_deliveries(data_dir: str | Path | Store, rows: Sequence[Mapping[str, Any]]) -> str | None:
     """Append webhook attempts to the delivery log (a new file each call; None when there is nothing)."""
     if not rows:
         return None
     day = datetime.now(UTC).date().isoformat()
-    folder = Path(data_dir) / "alert_deliveries" / f"dt={day}"
-    name = f"deliveries-{os.getpid()}-{time.time_ns()}.parquet"
-    return write_atomic(folder, name, pa.Table.from_pylist(list(rows), schema=DELIVERIES_SCHEMA))
+    rel = f"alert_deliveries/dt={day}/deliveries-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}.parquet"
+    return _write(data_dir, rel, pa.Table.from_pylist(list(rows), schema=DELIVERIES_SCHEMA))
 
 
 def alert_json(record: Mapping[str, Any]) -> bytes:

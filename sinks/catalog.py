@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from sinks.alerting import ALERTS_SCHEMA, DELIVERIES_SCHEMA, WINDOWS_SCHEMA
 from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
-from sinks.store import Store
+from sinks.store import Store, open_store
 
 DATASETS: dict[str, pa.Schema] = {
     "events": EVENTS_SCHEMA,
@@ -155,6 +155,10 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Tries of a read whose files vanished mid-way (a replay or a compaction replacing them), waiting 10 ms, then twice
+# as long each time (2.5 s in all): an object store's slower listing and opening leave a wider window to lose.
+ATTEMPTS = 8
+
 _SCHEMA_FILES: dict[str, str] = {}
 _SCHEMA_LOCK = threading.Lock()
 
@@ -194,6 +198,18 @@ def _dataset_view(name: str, pattern: str) -> str:
         )"""
 
 
+_VANISHED = ("FileNotFoundError", "No such file", "NO_SUCH_KEY")  # as Python, the OS and S3 (via pyarrow) say it
+
+
+def file_vanished(exc: duckdb.Error) -> bool:
+    """Whether DuckDB failed because a file it listed was gone when it opened it (or no file matched): an IO error
+    for a local folder; for an object store, read through a registered Python filesystem, a plain ``Error``
+    carrying Python's ``FileNotFoundError``."""
+    if isinstance(exc, duckdb.IOException):
+        return True
+    return type(exc) is duckdb.Error and any(mark in str(exc) for mark in _VANISHED)
+
+
 def _has_files(store: Store, name: str) -> bool:
     """Whether dataset ``name`` has a Parquet file (in an object store: any, at any depth)."""
     if store.root is not None:
@@ -201,7 +217,7 @@ def _has_files(store: Store, name: str) -> bool:
     return store.has_files(name, ".parquet")
 
 
-def _define_views(con: duckdb.DuckDBPyConnection, store: Store, attempts: int = 5) -> frozenset[str]:
+def _define_views(con: duckdb.DuckDBPyConnection, store: Store, attempts: int = ATTEMPTS) -> frozenset[str]:
     """(Re)define every view on ``con``; returns the datasets that had no file (empty views)."""
     store.register(con)
     empty = set()
@@ -211,7 +227,9 @@ def _define_views(con: duckdb.DuckDBPyConnection, store: Store, attempts: int = 
             try:
                 con.execute(_dataset_view(name, pattern))
                 break
-            except duckdb.IOException:
+            except duckdb.Error as exc:
+                if not file_vanished(exc):
+                    raise
                 # DuckDB lists and opens the files to bind the view. No file at all (a fresh install, or a
                 # replay that deleted a dataset's only files before rewriting them): an empty view. A file
                 # that vanished between listing and opening (a replay replacing it): list again.
@@ -233,18 +251,20 @@ def _define_views(con: duckdb.DuckDBPyConnection, store: Store, attempts: int = 
             con.execute(GENERATIONS_VIEW)
             con.execute(CLUSTER_VIEWS)
             break
-        except duckdb.IOException:
-            if attempt == attempts - 1:
+        except duckdb.Error as exc:
+            if not file_vanished(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.01 * 2**attempt)
     return frozenset(empty)
 
 
-def connect(data_dir: str | Path | Store, database: str = ":memory:", attempts: int = 5) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: str | Path | Store, database: str = ":memory:", attempts: int = ATTEMPTS
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per dataset (``events``, ``scores``, ``embeddings``, ``dlq``, the cluster
     runs) and the views built on them; ``data_dir`` may be an object store (``s3://bucket/prefix``)."""
     con = duckdb.connect(database)
-    _define_views(con, data_dir if isinstance(data_dir, Store) else Store(data_dir), attempts)
+    _define_views(con, open_store(data_dir), attempts)
     return con
 
 
@@ -255,7 +275,9 @@ class Catalog:
 
     A view over a dataset that had no file is an empty table, and a dataset whose files all vanished cannot be
     read through its glob: :meth:`cursor` defines the views again when a dataset gained its first file or
-    lost its last one.
+    lost its last one. Finding that out lists every dataset, which costs a request per dataset in an object
+    store: there it is done at most every ``recheck_s`` seconds (default 5 s; 0 in a local folder, where it is
+    cheap), so a dataset's first file may take that long to appear.
 
     >>> import tempfile
     >>> catalog = Catalog(tempfile.mkdtemp())
@@ -263,20 +285,21 @@ class Catalog:
     (0,)
     """
 
-    def __init__(self, data_dir: str | Path | Store) -> None:
-        self.store = data_dir if isinstance(data_dir, Store) else Store(data_dir)
-        self.root = (
-            self.store.root if self.store.root is not None else Path(self.store.base)
-        )  # the API sandbox allows it (local roots)
+    def __init__(self, data_dir: str | Path | Store, recheck_s: float | None = None) -> None:
+        self.store = open_store(data_dir)
+        self.recheck_s = recheck_s if recheck_s is not None else (0.0 if self.store.local else 5.0)
         self._con = duckdb.connect()
         self._lock = threading.Lock()
         self._empty = _define_views(self._con, self.store)
+        self._checked = time.monotonic()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            empty = frozenset(name for name in DATASETS if not _has_files(self.store, name))
-            if empty != self._empty:
-                self._empty = _define_views(self._con, self.store)
+            if time.monotonic() - self._checked >= self.recheck_s:
+                empty = frozenset(name for name in DATASETS if not _has_files(self.store, name))
+                if empty != self._empty:
+                    self._empty = _define_views(self._con, self.store)
+                self._checked = time.monotonic()
             return self._con.cursor()
 
 
@@ -292,20 +315,20 @@ def landed_counts(data_dir: str | Path) -> tuple[int, int]:
 
 
 def query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 5
+    con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = ATTEMPTS
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Run ``sql`` and fetch all rows, retrying when a file vanished mid-query.
 
     During a replay the worker replaces files whose offset range it writes again (``sinks.parquet``); a query
     that listed such a file a moment before gets an IO error. The files it finds next time are complete; while
-    a replay writes batch after batch, the next try waits a little longer each time (10, 20, 40, 80 ms).
+    a replay writes batch after batch, the next try waits a little longer each time (10, 20, 40, … ms).
     """
     for attempt in range(attempts):
         try:
             cur = con.execute(sql, params)
             return [d[0] for d in cur.description], cur.fetchall()
-        except duckdb.IOException:
-            if attempt == attempts - 1:
+        except duckdb.Error as exc:
+            if not file_vanished(exc) or attempt == attempts - 1:
                 raise
             _restart_transaction(con)
             time.sleep(0.01 * 2**attempt)
@@ -325,13 +348,13 @@ def _restart_transaction(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(READ_ONLY)
 
 
-def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = 5) -> pa.Table:
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: object = None, attempts: int = ATTEMPTS) -> pa.Table:
     """:func:`query`, returning an Arrow table (for large or list-valued results such as embeddings)."""
     for attempt in range(attempts):
         try:
             return con.sql(sql, params=params).to_arrow_table()
-        except duckdb.IOException:
-            if attempt == attempts - 1:
+        except duckdb.Error as exc:
+            if not file_vanished(exc) or attempt == attempts - 1:
                 raise
             _restart_transaction(con)
             time.sleep(0.01 * 2**attempt)

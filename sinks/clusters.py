@@ -30,6 +30,8 @@ Example::
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,9 +43,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from sinks.parquet import write_atomic
+from sinks.store import Store, open_store
 
 TS = pa.timestamp("us")
 
@@ -95,39 +96,40 @@ class ClusterRow:
     created_at: datetime  # when this id first appeared
 
 
-def _file(root: Path, dataset: str, run: ClusterRun) -> tuple[Path, str]:
-    folder = root / dataset / f"dt={run.run_at.date().isoformat()}"
-    return folder, f"{run.run_at.strftime('%Y%m%dT%H%M%S%f')}-{run.run_id}.parquet"
+def _file(dataset: str, run: ClusterRun) -> str:
+    return f"{dataset}/dt={run.run_at.date().isoformat()}/{run.run_at.strftime('%Y%m%dT%H%M%S%f')}-{run.run_id}.parquet"
 
 
-def write_run(root: str | Path, run: ClusterRun, clusters: Sequence[ClusterRow], members: Mapping[str, Any]) -> None:
+def write_run(
+    root: str | Path | Store, run: ClusterRun, clusters: Sequence[ClusterRow], members: Mapping[str, Any]
+) -> None:
     """Store one run: its clusters, then their members (columns ``cluster_id``, ``generation_id``, ``failed``,
     ``similarity``: sequences or arrays of one length)."""
-    root = Path(root)
+    store = open_store(root)
     n = len(clusters)
     common = {name: [getattr(run, name)] * n for name in ("run_id", "run_at", "app", "route", "since", "until",
                                                           "signals", "embedding")}  # fmt: skip
     rows = {name: [getattr(c, name) for c in clusters] for name in CLUSTER_RUNS_SCHEMA.names if name not in common}
     rows["centroid"] = [np.asarray(c.centroid, np.float32).tolist() for c in clusters]
-    write_atomic(*_file(root, RUNS, run), pa.table({**common, **rows}, schema=CLUSTER_RUNS_SCHEMA))
+    store.write_parquet(_file(RUNS, run), pa.table({**common, **rows}, schema=CLUSTER_RUNS_SCHEMA))
     m = len(members["generation_id"])
     columns = {"run_id": pa.array([run.run_id] * m, pa.string()), "run_at": pa.array([run.run_at] * m, TS)}
     for name in ("cluster_id", "generation_id", "failed", "similarity"):
         columns[name] = pa.array(members[name], CLUSTER_MEMBERS_SCHEMA.field(name).type)
-    write_atomic(*_file(root, MEMBERS, run), pa.table(columns, schema=CLUSTER_MEMBERS_SCHEMA))
+    store.write_parquet(_file(MEMBERS, run), pa.table(columns, schema=CLUSTER_MEMBERS_SCHEMA))
 
 
-def _runs(root: Path, columns: list[str]) -> pa.Table:
-    folder = root / RUNS
-    files = sorted(str(p) for p in folder.glob("dt=*/*.parquet"))
+def _runs(root: str | Path | Store, columns: list[str]) -> pa.Table:
+    store = open_store(root)
+    files = [rel for rel in store.list_files(RUNS) if rel.endswith(".parquet") and "/dt=" in rel]
     if not files:
         return CLUSTER_RUNS_SCHEMA.empty_table().select(columns)
-    return ds.dataset(files, schema=CLUSTER_RUNS_SCHEMA, format="parquet").to_table(columns=columns)
+    return store.read_table(files, schema=CLUSTER_RUNS_SCHEMA, columns=columns)
 
 
-def previous_centroids(root: str | Path, app: str | None, route: str | None) -> list[tuple[str, np.ndarray]]:
+def previous_centroids(root: str | Path | Store, app: str | None, route: str | None) -> list[tuple[str, np.ndarray]]:
     """Each cluster id of the scope (same app and route, None matching None) with its latest centroid."""
-    table = _runs(Path(root), ["run_at", "app", "route", "cluster_id", "centroid"])
+    table = _runs(root, ["run_at", "app", "route", "cluster_id", "centroid"])
     scope = pc.and_(
         pc.is_null(table["app"]) if app is None else pc.equal(table["app"], app),
         pc.is_null(table["route"]) if route is None else pc.equal(table["route"], route),
@@ -140,9 +142,9 @@ def previous_centroids(root: str | Path, app: str | None, route: str | None) -> 
     return sorted(((cid, v) for cid, (_, v) in latest.items()), key=lambda item: item[0])
 
 
-def created_at(root: str | Path, cluster_ids: Sequence[str]) -> dict[str, datetime]:
+def created_at(root: str | Path | Store, cluster_ids: Sequence[str]) -> dict[str, datetime]:
     """When each of ``cluster_ids`` first appeared in a stored run."""
-    table = _runs(Path(root), ["cluster_id", "created_at"])
+    table = _runs(root, ["cluster_id", "created_at"])
     wanted = set(cluster_ids)
     out: dict[str, datetime] = {}
     for row in table.to_pylist():
@@ -152,21 +154,28 @@ def created_at(root: str | Path, cluster_ids: Sequence[str]) -> dict[str, dateti
     return out
 
 
-def next_id_number(root: str | Path) -> int:
+def next_id_number(root: str | Path | Store) -> int:
     """One more than the largest number of a stored ``c-<number>`` id (1 when none)."""
-    ids = _runs(Path(root), ["cluster_id"])["cluster_id"].to_pylist()
+    ids = _runs(root, ["cluster_id"])["cluster_id"].to_pylist()
     numbers = [int(i[2:]) for i in ids if i and i.startswith("c-") and i[2:].isdigit()]
     return max(numbers, default=0) + 1
 
 
 class RunLock:
     """Held while a run matches ids and writes: one thread at a time in this process (a lock) and one process at a
-    time on this data folder (``flock`` on ``<root>/cluster_runs/.lock``)."""
+    time on this data folder (``flock`` on ``<root>/cluster_runs/.lock``). An object store has no lock: the file is
+    then local (``<tmp>/evalstream-clusters-<digest of the URL>.lock``), which serialises the runs of one machine
+    only; run cluster jobs from one machine (the API's ``/v1/clusters``, or ``evalstream clusters``)."""
 
     _threads = threading.Lock()
 
-    def __init__(self, root: str | Path) -> None:
-        self.path = Path(root) / RUNS / ".lock"
+    def __init__(self, root: str | Path | Store) -> None:
+        store = open_store(root)
+        if store.root is not None:
+            self.path = store.root / RUNS / ".lock"
+        else:
+            digest = hashlib.sha1(store.uri.encode()).hexdigest()[:16]
+            self.path = Path(tempfile.gettempdir()) / f"evalstream-clusters-{digest}.lock"
 
     @contextmanager
     def held(self) -> Iterator[None]:

@@ -7,15 +7,15 @@ dataset, date folder and source partition, the files in offset order whose offse
 partition's *safe* offset (the consumer group's committed offset: those messages are never replayed) and that
 are older than ``min_age_s``:
 
-1. the merged rows are written to a hidden temporary file, fsynced, and renamed to
-   ``<topic>-<partition>-<first>-<last>.compacted.parquet`` (the inputs' whole offset range; the folder is
-   fsynced);
+1. the merged rows are written to ``<topic>-<partition>-<first>-<last>.compacted.parquet`` (the inputs' whole
+   offset range) in one atomic step: locally a hidden temporary file, fsynced and renamed (the folder fsynced);
+   in an object store a single PUT, which is visible only once complete;
 2. then the inputs are deleted.
 
 Readers never see a row twice or miss one: the DuckDB views of :mod:`sinks.catalog` hide every file whose
-offset range a ``.compacted`` file of the same folder and partition covers, so from the rename on, the inputs
-are invisible even before they are deleted. A crash before the rename leaves a temporary file (removed by the
-next run); a crash after it leaves hidden inputs (deleted by the next run). Replays cannot touch a compacted
+offset range a ``.compacted`` file of the same folder and partition covers, so from the rename (or PUT) on, the
+inputs are invisible even before they are deleted. A crash before it leaves a temporary file (removed by the
+next run) or nothing; a crash after it leaves hidden inputs (deleted by the next run). Replays cannot touch a compacted
 range: they start at the committed offset, above every range compacted.
 
 Example::
@@ -39,6 +39,7 @@ Example::
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -46,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sinks.parquet import FileSpan, file_name, parse_file_name, write_atomic
+from sinks.parquet import FileSpan, file_name, parse_file_name
+from sinks.store import FileStat, Store, open_store
 
 DATASETS = ("events", "scores", "embeddings", "dlq")
 ROW_GROUP_ROWS = 250_000
@@ -63,7 +64,7 @@ class CompactionReport:
     leftovers_deleted: int = 0  # hidden inputs of an earlier, interrupted run
 
 
-def covered(spans: list[tuple[FileSpan, Path]]) -> set[Path]:
+def covered(spans: list[tuple[FileSpan, str]]) -> set[str]:
     """The files (of one folder) whose offset range a compacted file of the same partition covers."""
     compacted = [(span, path) for span, path in spans if span.compacted]
     return {
@@ -75,9 +76,9 @@ def covered(spans: list[tuple[FileSpan, Path]]) -> set[Path]:
     }  # fmt: skip
 
 
-def _runs(files: list[tuple[FileSpan, Path, int]], max_rows: int) -> list[list[tuple[FileSpan, Path, int]]]:
+def _runs(files: list[tuple[FileSpan, str, int]], max_rows: int) -> list[list[tuple[FileSpan, str, int]]]:
     """Consecutive files cut into runs of at most ``max_rows`` rows (a single file is never a run)."""
-    runs: list[list[tuple[FileSpan, Path, int]]] = [[]]
+    runs: list[list[tuple[FileSpan, str, int]]] = [[]]
     total = 0
     for item in files:
         if runs[-1] and total + item[2] > max_rows:
@@ -89,62 +90,74 @@ def _runs(files: list[tuple[FileSpan, Path, int]], max_rows: int) -> list[list[t
 
 
 def compact_folder(
-    folder: Path,
+    store: Store,
+    folder: str,
+    stats: list[FileStat],
     safe: Mapping[tuple[str, int], int],
     min_age_s: float,
     report: CompactionReport,
     max_rows: int = MAX_FILE_ROWS,
     compression: str = "zstd",
 ) -> None:
-    """Compact one date folder of one dataset (see the module docstring)."""
-    for tmp in folder.glob(".*.tmp"):  # an interrupted write, of this module or the sink
-        if time.time() - tmp.stat().st_mtime > 3600:
-            tmp.unlink(missing_ok=True)
-    spans = [(span, path) for path in folder.glob("*.parquet") if (span := parse_file_name(path.name)) is not None]
-    hidden = covered(spans)
-    for path in hidden:
-        path.unlink(missing_ok=True)
-        report.leftovers_deleted += 1
-    by_partition: dict[tuple[str, int], list[tuple[FileSpan, Path]]] = defaultdict(list)
-    for span, path in spans:
-        if path not in hidden:
-            by_partition[(span.topic, span.partition)].append((span, path))
+    """Compact one date folder (``folder``, relative to the store's root, holding the files ``stats``) of one
+    dataset (see the module docstring)."""
     now = time.time()
+    for stat in stats:  # an interrupted write, of this module or the sink (local folders only)
+        base = posixpath.basename(stat.rel)
+        if base.startswith(".") and base.endswith(".tmp") and now - stat.mtime > 3600:
+            store.delete(stat.rel)
+    mtimes = {stat.rel: stat.mtime for stat in stats}
+    spans = [(span, rel) for rel in mtimes if (span := parse_file_name(posixpath.basename(rel))) is not None]
+    hidden = covered(spans)
+    for rel in sorted(hidden):
+        store.delete(rel)
+        report.leftovers_deleted += 1
+    by_partition: dict[tuple[str, int], list[tuple[FileSpan, str]]] = defaultdict(list)
+    for span, rel in spans:
+        if rel not in hidden:
+            by_partition[(span.topic, span.partition)].append((span, rel))
     for key, files in by_partition.items():
         limit = safe.get(key)
         if limit is None:
             continue
-        ready: list[tuple[FileSpan, Path, int]] = []
-        for span, path in sorted(files, key=lambda f: f[0].first_offset):
-            if span.last_offset >= limit or now - path.stat().st_mtime < min_age_s:
+        ready: list[tuple[FileSpan, str, int]] = []
+        for span, rel in sorted(files, key=lambda f: f[0].first_offset):
+            if span.last_offset >= limit or now - mtimes[rel] < min_age_s:
                 break  # offsets from here on may be replayed, or the files are too fresh: keep the order
-            ready.append((span, path, pq.ParquetFile(path).metadata.num_rows))
+            ready.append((span, rel, store.num_rows(rel)))
         for run in _runs(ready, max_rows):
-            table = pa.concat_tables([pq.read_table(path) for _, path, _ in run], promote_options="default")
+            table = pa.concat_tables([store.read_table(rel) for _, rel, _ in run], promote_options="default")
             first, last = run[0][0].first_offset, run[-1][0].last_offset
             name = file_name(key[0], key[1], first, last).removesuffix(".parquet") + ".compacted.parquet"
             columns = table.drop_columns([c for c in ("dt",) if c in table.column_names])
-            write_atomic(folder, name, columns, compression, ROW_GROUP_ROWS)
-            for _, path, _ in run:
-                if path.name != name:
-                    path.unlink(missing_ok=True)
+            target = f"{folder}/{name}"
+            store.write_parquet(target, columns, compression, ROW_GROUP_ROWS)
+            for _, rel, _ in run:
+                if rel != target:
+                    store.delete(rel)
             report.merged += 1
             report.files_in += len(run)
             report.rows += table.num_rows
 
 
 def compact(
-    root: str | Path,
+    root: str | Path | Store,
     safe: Mapping[tuple[str, int], int],
     min_age_s: float = 3600,
     datasets: tuple[str, ...] = DATASETS,
     max_rows: int = MAX_FILE_ROWS,
 ) -> CompactionReport:
-    """Compact every date folder of ``datasets`` under ``root``; ``safe[(topic, partition)]`` is the first offset
-    that may still be replayed (the committed offset). Partitions not in ``safe`` are left alone."""
+    """Compact every date folder of ``datasets`` under ``root`` (a folder or an object store);
+    ``safe[(topic, partition)]`` is the first offset that may still be replayed (the committed offset). Partitions
+    not in ``safe`` are left alone."""
+    store = open_store(root)
     report = CompactionReport()
     for dataset in datasets:
-        for folder in sorted((Path(root) / dataset).glob("dt=*")):
-            if folder.is_dir():
-                compact_folder(folder, safe, min_age_s, report, max_rows)
+        by_folder: dict[str, list[FileStat]] = defaultdict(list)
+        for stat in store.stat_files(dataset):
+            folder = posixpath.dirname(stat.rel)
+            if posixpath.basename(folder).startswith("dt=") and posixpath.dirname(folder) == dataset:
+                by_folder[folder].append(stat)
+        for folder, stats in sorted(by_folder.items()):
+            compact_folder(store, folder, stats, safe, min_age_s, report, max_rows)
     return report

@@ -1,11 +1,11 @@
 """Worker status files: what each worker process last said about itself, read by ``GET /v1/pipeline`` and
 ``evalstream status`` without ever asking a worker (the API reads files only, and a hung worker cannot answer).
 
-Every few seconds a worker writes ``<data_dir>/_status/<worker_id>-<pid>.json`` (a temporary file renamed into
-place, so a reader never sees half of one): who it is, its counters, the consumer lag of its partitions, its
-rolling events per second and when its last batch was durable. A file not updated for :data:`STALE_AFTER_S`
-seconds is *stale*: the worker died, hangs, or lost the data folder. A worker that stops cleanly says so
-(``stopped_at``); files not updated for :data:`FORGET_AFTER_S` are no longer listed.
+Every few seconds a worker writes ``<data_dir>/_status/<worker_id>-<host>-<pid>.json`` (a temporary file renamed
+into place, or one object-store PUT, so a reader never sees half of one): who it is, its counters, the consumer
+lag of its partitions, its rolling events per second and when its last batch was durable. A file not updated
+for :data:`STALE_AFTER_S` seconds is *stale*: the worker died, hangs, or lost the data folder. A worker that
+stops cleanly says so (``stopped_at``); files not updated for :data:`FORGET_AFTER_S` are no longer listed.
 
 Example::
 
@@ -13,8 +13,8 @@ Example::
     >>> from datetime import datetime
     >>> root = tempfile.mkdtemp()
     >>> write_status(root, {"worker_id": "w", "pid": 7, "updated_at": "2026-11-30T10:00:00Z",
-    ...                     "lag": {"0": 5, "1": 0}, "events_per_s": 120.0}).name
-    'w-7.json'
+    ...                     "lag": {"0": 5, "1": 0}, "events_per_s": 120.0})
+    '_status/w-7.json'
     >>> [(s["worker_id"], s["state"]) for s in read_statuses(root, now=datetime(2026, 11, 30, 10, 0, 30))]
     [('w', 'running')]
     >>> late = read_statuses(root, now=datetime(2026, 11, 30, 10, 5))
@@ -27,11 +27,12 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sinks.store import Store, open_store
 
 STATUS_DIR = "_status"
 STALE_AFTER_S = 60.0  # twelve missed writes (a worker writes every 5 s)
@@ -51,28 +52,32 @@ def parse_utc(text: str) -> datetime:
     return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
-def status_path(data_dir: str | Path, worker_id: str, pid: int) -> Path:
-    return Path(data_dir) / STATUS_DIR / f"{_SAFE_NAME.sub('_', worker_id)}-{pid}.json"
+def status_name(worker_id: str, pid: int, host: str | None = None) -> str:
+    """The status file of one worker process, relative to the data folder (workers on several machines share
+    one data folder and one worker id, so the host is part of the name)."""
+    name = "-".join(str(part) for part in (worker_id, host, pid) if part is not None)
+    return f"{STATUS_DIR}/{_SAFE_NAME.sub('_', name)}.json"
 
 
-def write_status(data_dir: str | Path, status: dict[str, Any]) -> Path:
-    """Write one worker's status atomically (a temporary file, then a rename); returns the file."""
-    path = status_path(data_dir, str(status["worker_id"]), int(status["pid"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(status, default=str), encoding="utf-8")
-    os.replace(tmp, path)  # not fsynced: a status lost in a crash is replaced five seconds later
-    return path
+def write_status(data_dir: str | Path | Store, status: dict[str, Any]) -> str:
+    """Write one worker's status atomically (a reader sees the old or the new one); returns its path relative to
+    the data folder (a folder or an object store). Not fsynced: a status lost in a crash is replaced in 5 s."""
+    rel = status_name(str(status["worker_id"]), int(status["pid"]), status.get("host"))
+    open_store(data_dir).write_bytes(rel, json.dumps(status, default=str).encode())
+    return rel
 
 
-def read_statuses(data_dir: str | Path, now: datetime | None = None) -> list[dict[str, Any]]:
+def read_statuses(data_dir: str | Path | Store, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every worker's last status (forgotten ones left out), with ``age_s``, ``state`` (``running``, ``stale`` or
     ``stopped``) and ``stale``; sorted by worker id and pid. Unreadable files are skipped."""
     current = parse_utc(utc_iso(now or datetime.now(UTC)))
     found = []
-    for path in sorted((Path(data_dir) / STATUS_DIR).glob("*.json")):
+    store = open_store(data_dir)
+    for rel in store.list_files(STATUS_DIR):
+        if not rel.endswith(".json") or rel.rsplit("/", 1)[-1].startswith("."):
+            continue
         try:
-            status = json.loads(path.read_text(encoding="utf-8"))
+            status = json.loads(store.read_bytes(rel).decode("utf-8"))
             age = (current - parse_utc(status["updated_at"])).total_seconds()
         except (OSError, ValueError, KeyError, TypeError):
             continue  # removed meanwhile, or not ours

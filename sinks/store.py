@@ -35,11 +35,14 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
 
@@ -69,6 +72,16 @@ def write_atomic(
     return final
 
 
+class StoreError(RuntimeError):
+    """The data folder cannot be used (an object store that cannot be reached, a missing bucket, no access)."""
+
+
+class FileStat(NamedTuple):
+    rel: str  # relative to the store's root
+    size: int  # bytes
+    mtime: float  # seconds since the epoch
+
+
 def is_remote(root: str | Path) -> bool:
     """Whether ``root`` names an object store rather than a local folder.
 
@@ -76,6 +89,34 @@ def is_remote(root: str | Path) -> bool:
     (True, False)
     """
     return isinstance(root, str) and root.startswith(S3_SCHEME)
+
+
+def data_root(value: str | Path) -> str | Path:
+    """A data folder setting as the code keeps it: an ``s3://`` URL stays a string (a ``Path`` would collapse
+    ``//``), anything else is a local ``Path``; an object-store URL without a bucket is refused.
+
+    >>> data_root("s3://bucket/evalstream"), data_root("evalstream-data")
+    ('s3://bucket/evalstream', PosixPath('evalstream-data'))
+    >>> data_root("s3:///x")
+    Traceback (most recent call last):
+    ValueError: an object-store data folder is s3://bucket[/prefix], not 's3:///x'
+    """
+    text = str(value)
+    if not is_remote(text):
+        return Path(value)
+    if not text.removeprefix(S3_SCHEME).split("/", 1)[0].split("?", 1)[0]:
+        raise ValueError(f"an object-store data folder is s3://bucket[/prefix], not {text!r}")
+    return text.rstrip("/")
+
+
+def open_store(root: str | Path | Store) -> Store:
+    """``root`` as a :class:`Store`; one per distinct root and process (an object store's client is reused)."""
+    return root if isinstance(root, Store) else _cached_store(str(root) if is_remote(root) else Path(root))
+
+
+@lru_cache(maxsize=64)
+def _cached_store(root: str | Path) -> Store:
+    return Store(root)
 
 
 class Store:
@@ -86,7 +127,7 @@ class Store:
         if self.local:
             self.root: Path | None = Path(root)
             self.fs: fs.FileSystem = fs.LocalFileSystem()
-            self.base = str(self.root)
+            self.base = str(self.root.absolute())
         else:
             self.root = None
             self.fs, base = fs.FileSystem.from_uri(str(root))
@@ -98,6 +139,29 @@ class Store:
     def path(self, rel: str) -> str:
         """``rel`` as a path of :attr:`fs` (``bucket/prefix/rel`` on S3)."""
         return posixpath.join(self.base, rel) if rel else self.base
+
+    @property
+    def uri(self) -> str:
+        """The root as a user writes it: a local path or ``s3://bucket/prefix``."""
+        return str(self.root) if self.root is not None else S3_SCHEME + self.base
+
+    def check(self) -> None:
+        """Raise :class:`StoreError`, saying why, when the root cannot be listed (unreachable endpoint, missing
+        bucket, refused credentials); a local folder is created if needed."""
+        if self.root is not None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"data folder {self.root}: {exc}") from exc
+            return
+        bucket = self.base.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+            self.fs.get_file_info(fs.FileSelector(self.base, allow_not_found=True))
+        except OSError as exc:
+            raise StoreError(f"data folder {self.uri}: {exc}") from exc
+        if info.type != fs.FileType.Directory:
+            raise StoreError(f"data folder {self.uri}: bucket {bucket!r} does not exist (create it first)")
 
     def url(self, rel: str) -> str:
         """``rel`` (may hold glob characters) as DuckDB reads it: a local path, or ``s3://bucket/prefix/rel``."""
@@ -113,6 +177,51 @@ class Store:
         path = self.path(rel)
         pq.write_table(table, path, filesystem=self.fs, compression=compression, row_group_size=row_group_size)
         return path
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Replace the small file ``rel`` with ``data`` atomically (a reader sees the old or the new content),
+        without fsync: for files that are rewritten every few seconds, such as the workers' status."""
+        if self.root is None:
+            with self.fs.open_output_stream(self.path(rel)) as out:
+                out.write(data)
+            return
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The content of ``rel``; FileNotFoundError when it is not there."""
+        if self.root is not None:
+            return (self.root / rel).read_bytes()
+        with self.fs.open_input_stream(self.path(rel)) as src:
+            return bytes(src.read())
+
+    def read_table(
+        self, rel: str | list[str], schema: pa.Schema | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        """The Parquet file ``rel`` (or files) as one table (with ``schema``: files missing columns read them as
+        nulls)."""
+        paths = [self.path(r) for r in ([rel] if isinstance(rel, str) else rel)]
+        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=columns)
+
+    def num_rows(self, rel: str) -> int:
+        """Rows of the Parquet file ``rel``, from its footer."""
+        with self.fs.open_input_file(self.path(rel)) as src:
+            return int(pq.ParquetFile(src).metadata.num_rows)
+
+    def stat_files(self, rel: str = "") -> list[FileStat]:
+        """:meth:`list_files` with each file's size and modification time (one listing on S3)."""
+        selector = fs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
+        start = len(self.base) + 1
+        found = [
+            FileStat(info.path[start:], int(info.size or 0), info.mtime.timestamp() if info.mtime else 0.0)
+            for info in self.fs.get_file_info(selector)
+            if info.type == fs.FileType.File
+        ]
+        return sorted(found)
 
     def list_files(self, rel: str = "") -> list[str]:
         """Every file under ``rel``, recursively, as sorted paths relative to the root (hidden files included;
@@ -168,5 +277,13 @@ def _duckdb_filesystem(filesystem: fs.FileSystem) -> Any:
             if isinstance(path, str):
                 return path.removeprefix(S3_SCHEME).rstrip("/")
             return path
+
+        def modified(self, path: str) -> datetime:
+            # fsspec's answer for a file deleted since the listing is None, on which DuckDB fails with an
+            # AttributeError; a FileNotFoundError lets the catalog list again (sinks.catalog.file_vanished)
+            info = self.fs.get_file_info(self._strip_protocol(path))
+            if info.type == fs.FileType.NotFound:
+                raise FileNotFoundError(path)
+            return info.mtime or datetime.fromtimestamp(0, UTC)
 
     return S3ArrowFS(filesystem)

@@ -40,6 +40,7 @@ from typing import Annotated
 
 import typer
 
+from sinks.store import StoreError
 from streams import cli_ops
 from streams.cli_kafka import kafka_app
 from streams.settings import get_settings
@@ -236,7 +237,13 @@ def sql(
 
     from sinks.catalog import connect
 
-    con = connect(get_settings().data_dir)
+    settings = get_settings()
+    try:
+        settings.store.check()
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    con = connect(settings.store)
     try:
         rel = con.sql(query)
     except duckdb.Error as exc:
@@ -324,7 +331,12 @@ def clusters(
         _fail(str(exc), 2)
         return
     request = ClusterRequest(start, end, app_name, route, chosen, min_lift, alpha)
-    answer = find_clusters(connect(settings.data_dir), str(settings.data_dir), request, failure)
+    try:
+        settings.store.check()
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    answer = find_clusters(connect(settings.store), settings.store, request, failure)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sinks.store import Store, StoreError, open_store
 from streams.settings import Settings, get_settings
 
 MAX_LISTED_INVALID = 20
@@ -57,18 +58,17 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def folder_sizes(root: Path) -> dict[str, int]:
-    """Bytes per top-level folder of the data folder (files directly in it count under ``.``)."""
+def folder_sizes(root: str | Path | Store) -> dict[str, int]:
+    """Bytes per top-level folder of the data folder, a folder or an object store (files directly in it count
+    under ``.``)."""
     sizes: dict[str, int] = {}
-    if not root.is_dir():
-        return sizes
-    for path in root.rglob("*"):
-        try:
-            if path.is_file():
-                top = path.relative_to(root).parts[0] if path.parent != root else "."
-                sizes[top] = sizes.get(top, 0) + path.stat().st_size
-        except OSError:
-            continue  # replaced or deleted while we walked
+    try:
+        stats = open_store(root).stat_files()
+    except OSError:
+        return sizes  # no such folder yet, or it changed while we walked
+    for stat in stats:
+        top = stat.rel.split("/", 1)[0] if "/" in stat.rel else "."
+        sizes[top] = sizes.get(top, 0) + stat.size
     return dict(sorted(sizes.items()))
 
 
@@ -106,7 +106,7 @@ def broker_view(settings: Settings, timeout_s: float) -> tuple[dict[str, int | N
     return topics, lag
 
 
-def _firing_alerts(data_dir: Path) -> list[dict[str, Any]]:
+def _firing_alerts(data_dir: str | Path | Store) -> list[dict[str, Any]]:
     from sinks.catalog import connect, query
 
     con = connect(data_dir)
@@ -149,7 +149,7 @@ def _show_broker(console: Console, settings: Settings, timeout_s: float) -> bool
     return True
 
 
-def _show_workers(console: Console, data_dir: Path) -> None:
+def _show_workers(console: Console, data_dir: str | Path | Store) -> None:
     from sinks.status import STALE_AFTER_S, read_statuses, summarize
 
     workers = read_statuses(data_dir)
@@ -166,10 +166,10 @@ def _show_workers(console: Console, data_dir: Path) -> None:
                   f"late events: {summary['late_events']}")  # fmt: skip
     sizes = folder_sizes(data_dir)
     parts = ", ".join(f"{escape(k)} {human_bytes(v)}" for k, v in sizes.items()) or "empty"
-    console.print(f"data folder {escape(str(data_dir))}: {human_bytes(sum(sizes.values()))} ({parts})")
+    console.print(f"data folder {escape(open_store(data_dir).uri)}: {human_bytes(sum(sizes.values()))} ({parts})")
 
 
-def _show_alerts(console: Console, data_dir: Path) -> None:
+def _show_alerts(console: Console, data_dir: str | Path | Store) -> None:
     firing = _firing_alerts(data_dir)
     shown = _table(console, f"Firing alerts ({len(firing)})", "rule", "severity", "app", "metric", "value", "since")
     for a in firing:
@@ -186,8 +186,13 @@ def status(
     settings = get_settings()
     console = Console(width=None if Console().is_terminal else 160)  # a pipe or a file: wide enough for the tables
     reachable = _show_broker(console, settings, timeout)
-    _show_workers(console, Path(settings.data_dir))
-    _show_alerts(console, Path(settings.data_dir))
+    try:
+        settings.store.check()
+    except StoreError as exc:
+        console.print(f"[red]data folder unreachable[/]: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    _show_workers(console, settings.store)
+    _show_alerts(console, settings.store)
     if not reachable:
         raise typer.Exit(1)
 

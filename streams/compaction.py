@@ -40,4 +40,4 @@ def committed_offsets(settings: Settings, timeout_s: float = 30.0) -> dict[tuple
 
 def compact_committed(settings: Settings, min_age_s: float = 3600) -> CompactionReport:
     """Compact the data folder's files below the worker group's committed offsets."""
-    return compact(settings.data_dir, committed_offsets(settings), min_age_s)
+    return compact(settings.store, committed_offsets(settings), min_age_s)

@@ -17,8 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sinks.store import Store, data_root, open_store
 
 
 class Settings(BaseSettings):
@@ -31,7 +33,16 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(default="", description="Dead-letter topic; default: '<events_topic>.dlq'.")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions when the worker creates topics.")
     worker_id: str = Field(default="evalstream-worker", description="Faust app id (= consumer group).")
-    data_dir: Path = Field(default=Path("evalstream-data"), description="Where the sinks write Parquet.")
+    data_dir: Path | str = Field(
+        default=Path("evalstream-data"),
+        description="Where the sinks write Parquet: a folder, or an object store `s3://bucket/prefix` (endpoint and "
+        "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Faust's own local files; default `<data_dir>/_faust`, or `evalstream-state` when the data "
+        "folder is an object store.",
+    )
     flush_max_events: int = Field(default=5000, ge=1, description="Flush a batch at this many events...")
     flush_interval_s: float = Field(default=2.0, gt=0, le=30, description="...or after this many seconds.")
     commit_interval_s: float = Field(
@@ -155,6 +166,23 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = Field(default="127.0.0.1", description="Bind address of the worker's /metrics.")
     log_level: str = "info"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_root(cls, value: object) -> object:
+        return data_root(value) if isinstance(value, str | Path) else value
+
+    @property
+    def store(self) -> Store:
+        """The data folder as a :class:`~sinks.store.Store` (one per root and process)."""
+        return open_store(self.data_dir)
+
+    @property
+    def faust_dir(self) -> Path:
+        """Where Faust keeps its own files (always local)."""
+        if self.state_dir is not None:
+            return self.state_dir
+        return Path("evalstream-state") if isinstance(self.data_dir, str) else self.data_dir / "_faust"
 
     @model_validator(mode="after")
     def _default_dlq(self) -> Settings:

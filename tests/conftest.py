@@ -9,6 +9,8 @@ import pytest
 from api.settings import get_settings as get_api_settings
 from streams.settings import Settings, get_settings
 from tests.kafka_fixture import kafka_bootstrap_servers
+from tests.object_store import moto_endpoint as moto_endpoint
+from tests.object_store import s3_root as s3_root
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

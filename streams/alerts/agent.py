@@ -40,6 +40,7 @@ from metrics.alert_rules import RulesError, RuleSet, parse_rules
 from sinks.alerting import alert_json, utc, write_alert, write_deliveries, write_windows
 from streams.alerts.evaluator import Evaluator, Output
 from streams.alerts.webhooks import DeliveryRecord, WebhookDispatcher
+from streams.fail_stop import exit_after_failed_batch
 from streams.faust_ext.batching import ack_events, take_events_overlapped
 from streams.faust_ext.current_event import set_current_event
 from streams.faust_ext.own_offsets import OwnedOffsets
@@ -138,7 +139,7 @@ class AlertAgent:
 
     async def _store(self, q: int, out: Output, alerts_topic: Any) -> None:
         """Steps 1 and 2 for one message's output (the flush and the hand-over to the dispatcher come after)."""
-        data_dir = self.settings.data_dir
+        data_dir = self.settings.store
         for window in out.windows:
             await asyncio.to_thread(write_windows, data_dir, window.start, window.app, window.rows)
         sends = []
@@ -198,7 +199,7 @@ class AlertAgent:
         await self.flush()
         rows, self.delivery_log = self.delivery_log, []
         if rows:
-            await asyncio.to_thread(write_deliveries, self.settings.data_dir, rows)
+            await asyncio.to_thread(write_deliveries, self.settings.store, rows)
         self.deliver_outbox()
         self.reload_rules()
         if time.monotonic() - self._last_report >= 30:
@@ -223,10 +224,15 @@ class AlertAgent:
 
 
 def install(
-    app: faust.App, settings: Settings, table: MutableMapping[str, Any], rules: RuleSet | None = None
+    app: faust.App,
+    settings: Settings,
+    table: MutableMapping[str, Any],
+    rules: RuleSet | None = None,
+    process: str = "worker",
 ) -> AlertAgent:
     """Add the alerting agent and its timer to ``app`` (``rules``: default the settings' file); raises RulesError
-    for an invalid rules file."""
+    for an invalid rules file. A batch that fails outside the per-message guards stops the process (``process``
+    names it in the log) with exit status 70 (:mod:`streams.fail_stop`)."""
     agent = AlertAgent(settings, table, rules if rules is not None else load_rules(settings))
     source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
     # this agent, not Faust, commits the metrics topic's offsets: Faust drops records at rebalances
@@ -246,10 +252,13 @@ def install(
     async def alerts(stream: StreamT) -> None:
         # acked only once handle_batch() has flushed their state (an error leaves them unacked: replayed)
         owned.queue = stream.channel.queue  # type: ignore[attr-defined]
-        async for events in take_events_overlapped(stream, 500, 0.5, ack=False, admit=owned.admit):
-            await agent.handle_batch(events, alerts_topic)
-            await owned.durable(events)
-            await ack_events(stream, events)
+        try:
+            async for events in take_events_overlapped(stream, 500, 0.5, ack=False, admit=owned.admit):
+                await agent.handle_batch(events, alerts_topic)
+                await owned.durable(events)
+                await ack_events(stream, events)
+        except Exception as exc:  # Kafka refused the alert record, a bug: exit, the restart replays the batch
+            exit_after_failed_batch(exc, process)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def _tick() -> None:

@@ -26,12 +26,12 @@ def create_app(settings: Settings) -> faust.App:
     own = settings.model_copy(update={"worker_id": f"{settings.worker_id}-alerts"})
     rules = load_rules(own)  # before Kafka: a bad rules file is the first thing said
     partitions = ensure_topics(own, tables=("alerting",))
-    own.data_dir.mkdir(parents=True, exist_ok=True)
+    own.store.check()
     app = faust.App(
         own.worker_id,
         broker=";".join(f"kafka://{s.strip()}" for s in own.bootstrap_servers.split(",") if s.strip()),
         store="memory://",
-        datadir=str(own.data_dir / "_faust-alerts"),
+        datadir=str(own.faust_dir.with_name(own.faust_dir.name + "-alerts")),
         topic_partitions=partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     table = BatchedChangelogTable(app, name="alerting", default=None, beacon=app.tables.beacon, partitions=partitions)
     app.tables.add(table)
-    install(app, own, table, rules)
+    install(app, own, table, rules, process="alerting service")
     return app
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -33,6 +32,8 @@ from streams.embedding.model import Encoder
 from streams.embedding.process import EncoderProcess
 from streams.embedding.protocol import RemoteEncoder
 from streams.embedding.server import EncoderClient
+from streams.fail_stop import FAILED_EXIT_STATUS as FAILED_EXIT_STATUS
+from streams.fail_stop import exit_after_failed_batch
 from streams.faust_ext import patches as faust_patches
 from streams.faust_ext import unverified_faust_version
 from streams.faust_ext.batching import ack_events, take_events_overlapped
@@ -53,7 +54,6 @@ from streams.worker.window_stage import WindowStage
 from streams.worker.windows import LiveWindows
 
 log = logging.getLogger("evalstream.worker")
-FAILED_EXIT_STATUS = 70  # EX_SOFTWARE: the worker stopped itself after a batch failed (see ``evaluate``)
 
 
 def create_embedder(settings: Settings) -> EmbeddingScorer | None:
@@ -105,12 +105,12 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     if embedder is not None and not isinstance(embedder.encoder.inner, RemoteEncoder):
         # The model's threads in this process need the GIL briefly between runs; hand it over sooner than every 5 ms.
         sys.setswitchinterval(0.0005)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.store.check()  # an unreachable object store or an unwritable folder stops us here, saying why
     app = faust.App(
         settings.worker_id,
         broker=_broker_urls(settings.bootstrap_servers),
         store="memory://",
-        datadir=str(settings.data_dir / "_faust"),  # Faust's own files, beside the datasets
+        datadir=str(settings.faust_dir),  # Faust's own files: local, beside the datasets unless those are remote
         topic_partitions=partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,
@@ -146,7 +146,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     owned = OwnedOffsets(app, settings.events_topic, settings.commit_interval_s, counters)
     owned.install()
     join = GenerationJoin(table("generations"), settings.join_ttl_s)
-    sinks = ParquetSinks(settings.data_dir)
+    sinks = ParquetSinks(settings.store)
     # recent outputs per "<partition>:<app>:<route>", for novelty (written only from that partition)
     recent = table("recent_outputs")
     # latest generation per session/app/route/input, for refreshes (keys from the session's partition)
@@ -210,17 +210,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
                     await in_flight.pop(0)
             for task in in_flight:
                 await task
-        except Exception as exc:
-            # A batch failed outside the per-message guards (Kafka refused a write; a bug): its offsets are not
-            # acked, and Faust would restart this agent past them, which then waits for them forever (a clean
-            # shutdown too waits for them to be acked). Exit at once, with a failure status: the restart replays
-            # from the committed offset, and what the sinks wrote since is overwritten, not duplicated.
-            log.critical("a batch failed (%s: %s); stopping the worker (exit status %d) so that its restart "
-                         "replays from the committed offset", type(exc).__name__, exc, FAILED_EXIT_STATUS,
-                         exc_info=exc)  # fmt: skip
-            for stream_ in (sys.stdout, sys.stderr):
-                stream_.flush()
-            os._exit(FAILED_EXIT_STATUS)
+        except Exception as exc:  # outside the per-message guards: exit, and the restart replays the batch
+            exit_after_failed_batch(exc, "worker")
         finally:
             for task in in_flight:
                 task.cancel()  # not acked: replayed after the restart or rebalance

@@ -32,6 +32,7 @@ from faust.types import EventT
 
 from sinks.parquet import PartitionedParquetWriter
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
+from sinks.store import Store
 from streams.worker.counters import WorkerCounters
 
 log = logging.getLogger("evalstream.worker")
@@ -56,7 +57,7 @@ class PartitionBatch:
 class ParquetSinks:
     """The ``events``, ``scores``, ``embeddings`` and ``dlq`` datasets under one data folder."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: str | Path | Store) -> None:
         self.events = PartitionedParquetWriter(data_dir, "events", EVENTS_SCHEMA, "ts")
         self.scores = PartitionedParquetWriter(data_dir, "scores", SCORES_SCHEMA, "ts")
         self.embeddings = PartitionedParquetWriter(data_dir, "embeddings", EMBEDDINGS_SCHEMA, "ts")

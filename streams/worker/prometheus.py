@@ -210,7 +210,7 @@ class StatusReporter:
 
     def write(self, lag: dict[int, int], partitions: list[int], stopped: bool = False) -> None:
         try:
-            write_status(self.settings.data_dir, self.status(lag, partitions, stopped))
+            write_status(self.settings.store, self.status(lag, partitions, stopped))
         except OSError as exc:  # a full disk stops the Parquet writes too, which say so loudly; this one may wait
             log.warning("status file not written: %s", exc)
 

@@ -219,3 +219,49 @@ def test_a_worker_killed_between_firing_and_delivery_still_delivers_once_per_key
     assert dict(per_key) == {f"{alert_id}:firing": 1, f"{alert_id}:resolved": 1}
     alerts = rows(settings.data_dir, "SELECT alert_id, state FROM alerts")
     assert sorted((a["alert_id"], a["state"]) for a in alerts) == [(alert_id, "firing"), (alert_id, "resolved")]
+
+
+def test_an_alert_kafka_refuses_stops_the_process_and_its_restart_delivers_it_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The alerting agent's batch failed outside the per-message guards (the broker refuses the alert record): it
+    used to be restarted by Faust past the batch, and that partition then committed nothing until the process was
+    restarted by hand. The process now stops with status 70 before delivering anything; its restart (once the
+    cause is gone) replays the batch, and the alert is stored and delivered once."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    from streams.fail_stop import FAILED_EXIT_STATUS
+
+    receiver = Receiver()
+    settings = alert_settings(settings, tmp_path, receiver)
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    limited = NewTopic(settings.alerts_topic, num_partitions=settings.topic_partitions,
+                       config={"max.message.bytes": "256"})  # an alert record is larger  # fmt: skip
+    for future in admin.create_topics([limited]).values():
+        future.result(30)
+    try:
+        worker = start_worker(settings, tmp_path / "worker-1.log")
+        try:
+            publish(settings, incident_traffic(9, incident=(2, 6)))
+            code = worker.wait(240)
+        finally:
+            stop(worker)
+        log = (tmp_path / "worker-1.log").read_text()
+        assert code == FAILED_EXIT_STATUS, log[-3000:]
+        assert "a batch failed (MessageSizeTooLargeError" in log and "stopping the worker (exit status 70)" in log
+        assert not receiver.requests  # nothing delivered for an alert Kafka does not have
+
+        resource = ConfigResource("topic", settings.alerts_topic, set_config={"max.message.bytes": "1048576"})
+        for future in admin.alter_configs([resource]).values():
+            future.result(30)
+        worker = start_worker(settings, tmp_path / "worker-2.log")
+        try:
+            wait_for(lambda: receiver.delivered() or None, 240, what="the delivery after the restart", alive=worker)
+        finally:
+            stop(worker)
+    finally:
+        receiver.close()
+    (delivery,) = receiver.delivered()
+    assert delivery["key"].endswith(":firing")
+    alerts = rows(settings.data_dir, "SELECT alert_id, state FROM alerts")
+    assert [(a["alert_id"], a["state"]) for a in alerts] == [(delivery["key"].split(":")[0], "firing")]

@@ -25,7 +25,7 @@ from api.app import create_app
 from api.settings import get_settings as api_settings
 from sinks.alerting import write_alert
 from sinks.catalog import connect, landed_counts, query
-from sinks.status import STATUS_DIR, read_statuses
+from sinks.status import read_statuses, status_name
 from streams.cli import app as cli
 from streams.local.launch import spawn_cli, stop, wait_for
 from streams.local.sample import generate
@@ -105,7 +105,7 @@ def test_worker_metrics_status_file_pipeline_and_status_command(settings: Settin
         assert after[("evalstream_worker_scoring_seconds_total", ())] > 0
 
         # the status file, and the lag of every partition once the 5 s timer has seen the end
-        path = settings.data_dir / STATUS_DIR / f"{settings.worker_id}-{worker.pid}.json"
+        path = settings.data_dir / status_name(settings.worker_id, worker.pid, socket.gethostname())
         status = wait_for(lambda: caught_up(path), 60, what="a status file with no lag", alive=worker)
         assert status["counters"]["valid"] == 320 and status["counters"]["dead_lettered"] == 10
         assert sorted(status["partitions"]) == [0, 1, 2, 3] and status["last_batch_at"]

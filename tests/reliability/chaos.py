@@ -114,7 +114,7 @@ def kill_workers_while_running(
 
     try:
         for round_ in range(kills):
-            before = landed_counts(settings.data_dir)[0] if settings.data_dir.exists() else 0
+            before = landed_counts(settings.data_dir)[0]  # an empty or missing folder counts 0
             worker, started = spawn(f"worker-{round_}"), time.monotonic()
             if round_ == second_from:
                 extra = spawn("worker-extra")

@@ -82,13 +82,18 @@ def _check_run(run: Settings, traffic: Traffic, receiver: Receiver) -> None:
     assert sorted(keys) == sorted({f"{r[0]}:{r[1]}" for r in rows(data, ALERTS)})  # at-least-once, one key each
 
 
-def _crash_suite(settings: Settings, tmp_path: Path, n_events: int, kills: int, publish_s: float, seed: int) -> None:
+def _crash_suite(
+    settings: Settings, tmp_path: Path, n_events: int, kills: int, publish_s: float, seed: int, store: str | None = None
+) -> None:
+    """The chaos run (in ``store``, an object store, if given) against a clean run in a local folder."""
     settings = settings.model_copy(update={"topic_partitions": 6})
     traffic = build_traffic(n_events, seed)
     rng = random.Random(seed)
     chaos_receiver, clean_receiver = Receiver(), Receiver()
     try:
         chaos = _run_settings(settings, tmp_path, "chaos", chaos_receiver)
+        if store is not None:  # Faust's own files stay local
+            chaos = chaos.model_copy(update={"data_dir": store, "state_dir": tmp_path / "chaos-state"})
         publisher = publish_paced(settings, traffic, publish_s)
         started = time.monotonic()
         faults = kill_workers_while_running(chaos, kills, tmp_path, rng, second_from=1, second_until=min(3, kills - 1))
@@ -119,6 +124,12 @@ def _crash_suite(settings: Settings, tmp_path: Path, n_events: int, kills: int, 
 
 def test_workers_killed_mid_stream_lose_nothing_and_equal_a_clean_run(settings: Settings, tmp_path: Path) -> None:
     _crash_suite(settings, tmp_path, n_events=8000, kills=3, publish_s=40, seed=11)
+
+
+def test_two_workers_sharing_an_object_store_lose_nothing(settings: Settings, tmp_path: Path, s3_root: str) -> None:
+    """Workers on several machines share one consumer group and one object store: the same suite, smaller (every
+    read goes through moto), with the data folder an S3 bucket; compared with a clean run in a local folder."""
+    _crash_suite(settings, tmp_path, n_events=2000, kills=2, publish_s=20, seed=13, store=s3_root)
 
 
 @pytest.mark.long

@@ -1,4 +1,5 @@
-"""Compaction: every row kept exactly once, for readers during it, after a crash in the middle, and for replays."""
+"""Compaction: every row kept exactly once, for readers during it, after a crash in the middle, and for replays;
+in a local folder and in an object store (``root`` runs a test on both: see ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from sinks.catalog import connect, query
 from sinks.compaction import compact
 from sinks.parquet import PartitionedParquetWriter, parse_file_name
 from sinks.schemas import SCORES_SCHEMA
+from sinks.store import Store
 
 TOPIC = "llm.events"
 DAY = datetime(2026, 11, 25, 23, 59, 50)  # batches straddle midnight: files of one range in two date folders
 
 
-def write_batches(root: Path, partitions: int = 2, batches: int = 15, per_batch: int = 40) -> int:
+def write_batches(root: str | Path, partitions: int = 2, batches: int = 15, per_batch: int = 40) -> int:
     """Small files as the worker writes them: each batch of a partition covers 10 offsets."""
     writer = PartitionedParquetWriter(root, "scores", SCORES_SCHEMA)
     rows = 0
@@ -37,7 +39,7 @@ def write_batches(root: Path, partitions: int = 2, batches: int = 15, per_batch:
     return rows
 
 
-def rows_seen(root: Path) -> list[tuple[Any, ...]]:
+def rows_seen(root: str | Path) -> list[tuple[Any, ...]]:
     con = connect(root)
     try:
         return sorted(con.execute("SELECT event_id, ts, value, dt FROM scores").fetchall())
@@ -45,11 +47,14 @@ def rows_seen(root: Path) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def files(root: Path) -> list[str]:
-    return sorted(f"{p.parent.name}/{p.name}" for p in (root / "scores").glob("dt=*/*.parquet"))
+def files(root: str | Path) -> list[str]:
+    """The Parquet files of ``scores`` as ``dt=…/name``."""
+    found = (rel.split("/", 1)[1] for rel in Store(root).list_files("scores"))
+    return sorted(f for f in found if f.endswith(".parquet") and not f.split("/")[-1].startswith("."))
 
 
-def test_compaction_merges_what_is_safe_and_keeps_every_row(tmp_path: Path) -> None:
+def test_compaction_merges_what_is_safe_and_keeps_every_row(root: str) -> None:
+    tmp_path = root
     total = write_batches(tmp_path)
     before = rows_seen(tmp_path)
     assert len(before) == total and len(files(tmp_path)) == 2 * 15 * 2  # two date folders
@@ -65,8 +70,10 @@ def test_compaction_merges_what_is_safe_and_keeps_every_row(tmp_path: Path) -> N
     }
     assert len(names) == 4 + 2 * 5  # partition 0's five unsafe batches, in both folders
     assert report.files_in == 2 * (10 + 15) and report.rows == total - 5 * 40
+    store = Store(root)
     for name in compacted:
-        meta = pq.ParquetFile(tmp_path / "scores" / name).metadata
+        with store.fs.open_input_file(store.path(f"scores/{name}")) as src:
+            meta = pq.ParquetFile(src).metadata
         assert meta.num_row_groups == 1 and meta.num_rows > 40
     # again with more offsets safe: the compacted file is merged with the newer small files
     compact(tmp_path, {(TOPIC, 0): 150, (TOPIC, 1): 150}, min_age_s=0)
@@ -82,23 +89,24 @@ def test_fresh_files_and_unknown_partitions_are_left_alone(tmp_path: Path) -> No
 
 
 def test_a_crash_after_the_rename_hides_the_inputs_and_the_next_run_deletes_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tmp_path = root
     write_batches(tmp_path)
     before = rows_seen(tmp_path)
-    real_unlink = Path.unlink
+    real_delete = Store.delete
     deleted = []
 
-    def crash_after_three(self: Path, missing_ok: bool = False) -> None:
+    def crash_after_three(self: Store, rel: str) -> None:
         if len(deleted) == 3:
             raise KeyboardInterrupt("the process dies here")
-        deleted.append(self)
-        real_unlink(self, missing_ok=missing_ok)
+        deleted.append(rel)
+        real_delete(self, rel)
 
-    monkeypatch.setattr(Path, "unlink", crash_after_three)
+    monkeypatch.setattr(Store, "delete", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         compact(tmp_path, {(TOPIC, 0): 150, (TOPIC, 1): 150}, min_age_s=0)
-    monkeypatch.setattr(Path, "unlink", real_unlink)
+    monkeypatch.setattr(Store, "delete", real_delete)
     assert any(n.endswith(".compacted.parquet") for n in files(tmp_path))  # merged file in place, inputs left
     assert rows_seen(tmp_path) == before  # ... and hidden: no row twice
     report = compact(tmp_path, {(TOPIC, 0): 150, (TOPIC, 1): 150}, min_age_s=0)
@@ -124,8 +132,11 @@ def test_a_crash_before_the_rename_changes_nothing_readers_see(tmp_path: Path, m
     assert not tmp.exists() and rows_seen(tmp_path) == before
 
 
-def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
-    total = write_batches(tmp_path, partitions=3, batches=40, per_batch=10)
+def test_readers_during_compaction_see_every_row_once(root: str) -> None:
+    tmp_path = root
+    # an object store answers each request in ~5 ms here (moto): fewer files, fewer steps
+    batches, step, reads = (40, 40, 5) if Store(root).local else (12, 30, 2)
+    total = write_batches(tmp_path, partitions=3, batches=batches, per_batch=10)
     counts: list[int] = []
     stop = threading.Event()
 
@@ -144,14 +155,14 @@ def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for safe in range(40, 401, 40):  # compaction in steps, as the committed offsets advance
+        for safe in range(step, batches * 10 + 1, step):  # compaction in steps, as the committed offsets advance
             compact(tmp_path, {(TOPIC, p): safe for p in range(3)}, min_age_s=0, max_rows=60)
             time.sleep(0.25)  # a step every 0.25 s: far more often than a real deployment compacts
     finally:
         stop.set()
         reader.join()
-    assert not errors and len(counts) > 5 and set(counts) == {total}
-    assert len(files(tmp_path)) < 3 * 40 * 2
+    assert not errors and len(counts) >= reads and set(counts) == {total}
+    assert len(files(tmp_path)) < 3 * batches * 2
 
 
 def test_the_writer_replays_after_compaction_without_touching_compacted_ranges(tmp_path: Path) -> None:

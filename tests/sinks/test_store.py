@@ -60,7 +60,7 @@ def test_index_limit_falls_back_to_the_store(s3_root: str, monkeypatch: pytest.M
 
 def test_catalog_sees_new_and_deleted_files_and_hides_compacted_inputs(s3_root: str) -> None:
     store = Store(s3_root)
-    catalog = Catalog(s3_root)
+    catalog = Catalog(s3_root, recheck_s=0)  # look for datasets that gained or lost all files at every cursor
     assert _count(catalog.cursor()) == (0, 0)  # a fresh bucket: empty views with every column
     w = PartitionedParquetWriter(store, "scores", SCORES_SCHEMA)
     w.write("t", 0, 0, 1, [score("a", DAY), score("b", DAY)])
@@ -91,3 +91,58 @@ def test_endpoint_from_the_url_and_local_roots_unchanged(
     store.delete("dlq/dt=unknown/missing.parquet")  # not there: nothing happens
     local = Store(str(tmp_path))
     assert (local.local, local.url("scores"), store.local) == (True, f"{tmp_path}/scores", False)
+
+
+def test_status_windows_alerts_and_cluster_runs_live_in_the_object_store(s3_root: str) -> None:
+    from api.sandbox import allowed_directories
+    from metrics.windows import WindowAggregate
+    from sinks.alerting import window_row, write_windows
+    from sinks.clusters import ClusterRow, ClusterRun, RunLock, next_id_number, previous_centroids, write_run
+    from sinks.status import read_statuses, summarize, write_status
+    from streams.cli_ops import folder_sizes
+
+    for host in ("eval-1", "eval-2"):  # two machines, one worker id, the same pid: two status files
+        write_status(s3_root, {"worker_id": "w", "pid": 7, "host": host, "updated_at": "2026-11-30T10:00:00Z",
+                               "lag": {"0": 5} if host == "eval-1" else {"1": 2}})  # fmt: skip
+    statuses = read_statuses(s3_root, now=datetime(2026, 11, 30, 10, 0, 30))
+    assert [s["host"] for s in statuses] == ["eval-1", "eval-2"] and summarize(statuses)["total_lag"] == 7
+    row = window_row(1796032800, 60, {"app": "chat"}, "thumbs_up", WindowAggregate().update_many([1.0, 0.0]), 1)
+    assert write_windows(s3_root, 1796032800, "chat", [row]).startswith("windows/dt=2026-11-30/")
+    noon = datetime(2026, 11, 30, 12)
+    run = ClusterRun("r1", noon, "bot", None, datetime(2026, 11, 30), noon, "error", "input")
+    with RunLock(s3_root).held():  # a local lock file: the store has none
+        write_run(s3_root, run, [ClusterRow("c-1", 1, "refund", 4, 3, 0.75, 0.1, 7.5, 0.3, [1.0, 0.0], "{}", noon)],
+                  {"cluster_id": ["c-1"], "generation_id": ["g1"], "failed": [True], "similarity": [0.9]})  # fmt: skip
+    assert [c for c, _ in previous_centroids(s3_root, "bot", None)] == ["c-1"] and next_id_number(s3_root) == 2
+    con = connect(s3_root)
+    assert _count(con, "SELECT count(*), sum(count) FROM windows") == (1, 2)
+    assert _count(con, "SELECT cluster_id, size FROM clusters") == ("c-1", 4)
+    sizes = folder_sizes(s3_root)
+    assert set(sizes) == {"_status", "windows", "cluster_runs", "cluster_member_runs"} and min(sizes.values()) > 0
+    assert f"{s3_root}/" in allowed_directories(s3_root)
+
+
+def test_an_unusable_store_is_refused_with_the_reason(s3_root: str, tmp_path: object) -> None:
+    from sinks.store import StoreError, data_root
+
+    Store(s3_root).check()  # the bucket exists
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        Store("s3://no-such-bucket/data").check()
+    blocker = f"{tmp_path}/file"
+    open(blocker, "w").close()
+    with pytest.raises(StoreError, match="data folder"):
+        Store(f"{blocker}/data").check()  # a folder cannot be made inside a file
+    with pytest.raises(ValueError, match="s3://bucket"):
+        data_root("s3://")
+
+
+def test_the_catalog_looks_for_new_datasets_every_few_seconds_in_an_object_store(
+    s3_root: str, tmp_path: object
+) -> None:
+    catalog = Catalog(s3_root)
+    assert catalog.recheck_s == 5.0 and Catalog(str(tmp_path)).recheck_s == 0.0  # a local folder: every cursor
+    assert _count(catalog.cursor()) == (0, 0)
+    PartitionedParquetWriter(s3_root, "scores", SCORES_SCHEMA).write("t", 0, 0, 0, [score("a", DAY)])
+    assert _count(catalog.cursor()) == (0, 0)  # the first file of a dataset: not looked for yet
+    catalog._checked -= 5.0  # five seconds later
+    assert _count(catalog.cursor()) == (1, 1)

@@ -33,10 +33,12 @@ def test_publish_refuses_a_file_with_invalid_lines(tmp_path: Path) -> None:
     assert "2 of 3 lines are invalid; nothing was sent" in result.stderr
 
 
-def test_sql_json_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_sql_json_output(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from datetime import datetime
 
-    PartitionedParquetWriter(tmp_path, "scores", SCORES_SCHEMA).write(
+    root = str(tmp_path) if where == "local" else request.getfixturevalue("s3_root")  # a bucket: moto's server
+    PartitionedParquetWriter(root, "scores", SCORES_SCHEMA).write(
         "t",
         0,
         0,
@@ -56,7 +58,7 @@ def test_sql_json_output(tmp_path: Path) -> None:
             for i, v in enumerate((0.25, 0.75))
         ],
     )
-    env = {"EVALSTREAM_DATA_DIR": str(tmp_path)}
+    env = {"EVALSTREAM_DATA_DIR": root}
     result = runner.invoke(
         app, ["sql", "SELECT metric, avg(value) AS mean FROM scores GROUP BY ALL", "--json"], env=env
     )
@@ -64,6 +66,11 @@ def test_sql_json_output(tmp_path: Path) -> None:
     assert [json.loads(line) for line in result.stdout.splitlines()] == [{"metric": "edit_ratio", "mean": 0.5}]
     bad = runner.invoke(app, ["sql", "SELECT nope FROM scores"], env=env)
     assert bad.exit_code == 1 and "nope" in bad.stderr
+
+
+def test_sql_names_a_missing_bucket(s3_root: str) -> None:
+    result = runner.invoke(app, ["sql", "SELECT 1"], env={"EVALSTREAM_DATA_DIR": "s3://no-such-bucket/data"})
+    assert result.exit_code == 1 and "bucket 'no-such-bucket' does not exist" in result.stderr
 
 
 @pytest.mark.integration
