@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from sinks.alerting import ALERTS_SCHEMA, DELIVERIES_SCHEMA, WINDOWS_SCHEMA
 from sinks.clusters import CLUSTER_MEMBERS_SCHEMA, CLUSTER_RUNS_SCHEMA
+from sinks.parquet import COMPACTED_VISIBLE_AFTER_S
 from sinks.schemas import DLQ_SCHEMA, EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
 from sinks.store import Store, open_store
 
@@ -178,23 +179,30 @@ def _schema_file(name: str) -> str:
 
 
 def _dataset_view(name: str, pattern: str) -> str:
-    """A dataset's view: every file of the glob ``pattern`` but those a ``.compacted`` file of the same folder and
-    source partition covers (the inputs of a compaction, between its rename and their deletion: see
-    :mod:`sinks.compaction`), so a reader never sees a row twice. File names compare as text: offsets are
-    zero-padded. Columns that no file has yet (files from before they existed) read as NULL."""
-    parts = r"'^(.*)/([^/]+)-(\d{5})-(\d{20})-(\d{20})(\.compacted)?\.parquet$'"
-    fields = "['dir', 'topic', 'part', 'first', 'last', 'compacted']"
+    """A dataset's view: every file of the glob ``pattern`` but those a *counting* ``.compacted`` file of the same
+    folder and source partition covers (the inputs of a compaction, until a later run deletes them), and but the
+    compacted files that do not count yet (see :mod:`sinks.compaction`), so a reader never sees a row twice or
+    misses one. A compacted file counts once the time in its name is :data:`COMPACTED_VISIBLE_AFTER_S` older than
+    the query's ``now()`` (its transaction's start: the same for the whole query). File names compare as text:
+    offsets are zero-padded. Columns that no file has yet (files from before they existed) read as NULL."""
+    parts = r"'^(.*)/([^/]+)-(\d{5})-(\d{20})-(\d{20})(\.compacted(?:-(\d{13}))?)?\.parquet$'"
+    fields = "['dir', 'topic', 'part', 'first', 'last', 'compacted', 'at']"
     files = f"[{pattern}, {_sql_string(_schema_file(name))}]"
+    counts_ms = int(COMPACTED_VISIBLE_AFTER_S * 1000)
     return f"""
         CREATE OR REPLACE VIEW {name} AS
         SELECT * EXCLUDE (filename)
         FROM read_parquet({files}, hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true,
                           filename = true)
         WHERE filename NOT IN (
-            WITH f AS (SELECT file, regexp_extract(file, {parts}, {fields}) AS r FROM glob({pattern}))
-            SELECT s.file FROM f AS s JOIN f AS b
-              ON b.r.compacted <> '' AND s.file <> b.file AND s.r.dir = b.r.dir AND s.r.topic = b.r.topic
-             AND s.r.part = b.r.part AND b.r.first <= s.r.first AND s.r.last <= b.r.last
+            WITH f AS (SELECT file, regexp_extract(file, {parts}, {fields}) AS r FROM glob({pattern})),
+            c AS (SELECT file, r, coalesce(TRY_CAST(r.at AS BIGINT), 0) <= epoch_ms(now()) - {counts_ms}
+                  AS counts FROM f)
+            SELECT file FROM c WHERE NOT counts
+            UNION ALL
+            SELECT s.file FROM c AS s JOIN c AS b
+              ON b.r.compacted <> '' AND b.counts AND s.file <> b.file AND s.r.dir = b.r.dir
+             AND s.r.topic = b.r.topic AND s.r.part = b.r.part AND b.r.first <= s.r.first AND s.r.last <= b.r.last
         )"""
 
 

@@ -7,16 +7,20 @@ dataset, date folder and source partition, the files in offset order whose offse
 partition's *safe* offset (the consumer group's committed offset: those messages are never replayed) and that
 are older than ``min_age_s``:
 
-1. the merged rows are written to ``<topic>-<partition>-<first>-<last>.compacted.parquet`` (the inputs' whole
-   offset range) in one atomic step: locally a hidden temporary file, fsynced and renamed (the folder fsynced);
-   in an object store a single PUT, which is visible only once complete;
-2. then the inputs are deleted.
+1. the merged rows are written to ``<topic>-<partition>-<first>-<last>.compacted-<time in ms>.parquet`` (the
+   inputs' whole offset range, and when) in one atomic step: locally a hidden temporary file, fsynced and renamed
+   (the folder fsynced); in an object store a single PUT, which is visible only once complete;
+2. the inputs stay: a later run deletes them, once the compacted file has counted for
+   :data:`~sinks.parquet.COMPACTED_INPUTS_KEPT_S`.
 
-Readers never see a row twice or miss one: the DuckDB views of :mod:`sinks.catalog` hide every file whose
-offset range a ``.compacted`` file of the same folder and partition covers, so from the rename (or PUT) on, the
-inputs are invisible even before they are deleted. A crash before it leaves a temporary file (removed by the
-next run) or nothing; a crash after it leaves hidden inputs (deleted by the next run). Replays cannot touch a compacted
-range: they start at the committed offset, above every range compacted.
+Readers never see a row twice or miss one. A DuckDB query lists the files twice (the files it reads, and the
+names that decide which it hides), and a compaction may happen between the two; so the views of
+:mod:`sinks.catalog` ignore a compacted file until the time in its name is
+:data:`~sinks.parquet.COMPACTED_VISIBLE_AFTER_S` old, and from then on hide every file whose offset range it
+covers (same folder and partition). A compacted file that appeared between a query's two listings does not count
+for it, and the inputs it covers are still there for every query that could have listed them. A crash before the
+rename leaves a temporary file (removed by the next run) or nothing; after it, the next run carries on. Replays
+cannot touch a compacted range: they start at the committed offset, above every range compacted.
 
 Example::
 
@@ -29,12 +33,16 @@ Example::
     >>> row = {"ts": datetime(2026, 11, 25), "metric": "m", "value": 1.0}
     >>> for first in (0, 10, 20):
     ...     _ = w.write("llm.events", 0, first, first + 9, [row])
-    >>> report = compact(root, {("llm.events", 0): 20}, min_age_s=0)  # offsets 20.. may still be replayed
+    >>> report = compact(root, {("llm.events", 0): 20}, min_age_s=0, now=1796032800)  # 20.. may be replayed
     >>> report.merged, report.files_in, report.rows
     (1, 2, 2)
-    >>> sorted(p.name for p in (Path(root) / "scores").glob("dt=*/*.parquet"))  # doctest: +NORMALIZE_WHITESPACE
-    ['llm.events-00000-00000000000000000000-00000000000000000019.compacted.parquet',
+    >>> sorted(p.name for p in (Path(root) / "scores").glob("dt=*/*.parquet"))  # doctest: +ELLIPSIS
+    ['llm.events-00000-00000000000000000000-00000000000000000009.parquet',
+     'llm.events-00000-00000000000000000000-00000000000000000019.compacted-1796032800....parquet',
+     'llm.events-00000-00000000000000000010-00000000000000000019.parquet',
      'llm.events-00000-00000000000000000020-00000000000000000029.parquet']
+    >>> compact(root, {("llm.events", 0): 20}, min_age_s=0, now=1796032800 + 661).inputs_deleted  # 11 min later
+    2
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sinks.parquet import FileSpan, file_name, parse_file_name
+from sinks.parquet import COMPACTED_INPUTS_KEPT_S, FileSpan, compacted_name, parse_file_name
 from sinks.store import FileStat, Store, open_store
 
 DATASETS = ("events", "scores", "embeddings", "dlq")
@@ -61,12 +69,17 @@ class CompactionReport:
     merged: int = 0  # compacted files written
     files_in: int = 0  # files merged into them
     rows: int = 0
-    leftovers_deleted: int = 0  # hidden inputs of an earlier, interrupted run
+    inputs_deleted: int = 0  # inputs of earlier runs' compacted files, kept until those had counted long enough
 
 
-def covered(spans: list[tuple[FileSpan, str]]) -> set[str]:
-    """The files (of one folder) whose offset range a compacted file of the same partition covers."""
-    compacted = [(span, path) for span, path in spans if span.compacted]
+def covered(spans: list[tuple[FileSpan, str]], before: float | None = None) -> set[str]:
+    """The files (of one folder) whose offset range a compacted file of the same partition covers (with ``before``:
+    one that had counted for :data:`COMPACTED_INPUTS_KEPT_S` at that time)."""
+    compacted = [
+        (span, path)
+        for span, path in spans
+        if span.compacted and (before is None or span.counts(before - COMPACTED_INPUTS_KEPT_S))
+    ]
     return {
         path
         for span, path in spans
@@ -98,20 +111,24 @@ def compact_folder(
     report: CompactionReport,
     max_rows: int = MAX_FILE_ROWS,
     compression: str = "zstd",
+    now: float | None = None,
 ) -> None:
     """Compact one date folder (``folder``, relative to the store's root, holding the files ``stats``) of one
-    dataset (see the module docstring)."""
-    now = time.time()
+    dataset (see the module docstring); ``now``: this run's time (names, and which inputs may go)."""
+    clock = time.time()  # files' ages: the wall clock, whatever ``now`` says
+    now = clock if now is None else now
     for stat in stats:  # an interrupted write, of this module or the sink (local folders only)
         base = posixpath.basename(stat.rel)
-        if base.startswith(".") and base.endswith(".tmp") and now - stat.mtime > 3600:
+        if base.startswith(".") and base.endswith(".tmp") and clock - stat.mtime > 3600:
             store.delete(stat.rel)
     mtimes = {stat.rel: stat.mtime for stat in stats}
     spans = [(span, rel) for rel in mtimes if (span := parse_file_name(posixpath.basename(rel))) is not None]
-    hidden = covered(spans)
-    for rel in sorted(hidden):
+    gone = covered(spans, before=now)
+    for rel in sorted(gone):
         store.delete(rel)
-        report.leftovers_deleted += 1
+        report.inputs_deleted += 1
+    spans = [(span, rel) for span, rel in spans if rel not in gone]
+    hidden = covered(spans)  # covered by a compacted file, counting yet or not: merged already
     by_partition: dict[tuple[str, int], list[tuple[FileSpan, str]]] = defaultdict(list)
     for span, rel in spans:
         if rel not in hidden:
@@ -122,19 +139,16 @@ def compact_folder(
             continue
         ready: list[tuple[FileSpan, str, int]] = []
         for span, rel in sorted(files, key=lambda f: f[0].first_offset):
-            if span.last_offset >= limit or now - mtimes[rel] < min_age_s:
+            if span.last_offset >= limit or clock - mtimes[rel] < min_age_s:
                 break  # offsets from here on may be replayed, or the files are too fresh: keep the order
             ready.append((span, rel, store.num_rows(rel)))
         for run in _runs(ready, max_rows):
             table = pa.concat_tables([store.read_table(rel) for _, rel, _ in run], promote_options="default")
             first, last = run[0][0].first_offset, run[-1][0].last_offset
-            name = file_name(key[0], key[1], first, last).removesuffix(".parquet") + ".compacted.parquet"
             columns = table.drop_columns([c for c in ("dt",) if c in table.column_names])
-            target = f"{folder}/{name}"
-            store.write_parquet(target, columns, compression, ROW_GROUP_ROWS)
-            for _, rel, _ in run:
-                if rel != target:
-                    store.delete(rel)
+            # stamped as it is written (a run may take long): it must exist before it counts
+            name = compacted_name(key[0], key[1], first, last, now + time.time() - clock)
+            store.write_parquet(f"{folder}/{name}", columns, compression, ROW_GROUP_ROWS)
             report.merged += 1
             report.files_in += len(run)
             report.rows += table.num_rows
@@ -146,10 +160,13 @@ def compact(
     min_age_s: float = 3600,
     datasets: tuple[str, ...] = DATASETS,
     max_rows: int = MAX_FILE_ROWS,
+    now: float | None = None,
 ) -> CompactionReport:
     """Compact every date folder of ``datasets`` under ``root`` (a folder or an object store);
     ``safe[(topic, partition)]`` is the first offset that may still be replayed (the committed offset). Partitions
-    not in ``safe`` are left alone."""
+    not in ``safe`` are left alone. ``now``: the run's time (default the clock), which names the compacted files
+    and decides which inputs of earlier runs may go."""
+    now = time.time() if now is None else now
     store = open_store(root)
     report = CompactionReport()
     for dataset in datasets:
@@ -159,5 +176,5 @@ def compact(
             if posixpath.basename(folder).startswith("dt=") and posixpath.dirname(folder) == dataset:
                 by_folder[folder].append(stat)
         for folder, stats in sorted(by_folder.items()):
-            compact_folder(store, folder, stats, safe, min_age_s, report, max_rows)
+            compact_folder(store, folder, stats, safe, min_age_s, report, max_rows, now=now)
     return report

@@ -39,12 +39,32 @@ from sinks.store import Store
 from sinks.store import write_atomic as write_atomic  # where sinks.compaction, .alerting and .clusters import it
 
 _NAME = re.compile(
-    r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})(?P<compacted>\.compacted)?\.parquet$"
+    r"^(?P<topic>.+)-(?P<partition>\d{5})-(?P<first>\d{20})-(?P<last>\d{20})"
+    r"(?P<compacted>\.compacted(?:-(?P<at>\d{13}))?)?\.parquet$"
 )
+
+# A compacted file counts (its rows are read, the files it covers are hidden) only once the time in its name is this
+# old: longer than writing it takes and than the clocks of the machines differ. A query reads the file list twice
+# (the files, and the names that decide what is hidden), so a compacted file that appeared between the two would
+# otherwise hide inputs the query never reads it in place of.
+COMPACTED_VISIBLE_AFTER_S = 60.0
+# The files a compacted file covers are deleted (by a later compaction run) only this long after it counts: longer
+# than any query runs, so a query that listed them still finds them, and hides them.
+COMPACTED_INPUTS_KEPT_S = 600.0
 
 
 def file_name(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
     return f"{topic}-{partition:05d}-{first_offset:020d}-{last_offset:020d}.parquet"
+
+
+def compacted_name(topic: str, partition: int, first_offset: int, last_offset: int, at: float) -> str:
+    """The name of a compacted file of that range, written at ``at`` (seconds since the epoch, kept to the ms).
+
+    >>> compacted_name("llm.events", 3, 0, 42, 1796032800.5)
+    'llm.events-00003-00000000000000000000-00000000000000000042.compacted-1796032800500.parquet'
+    """
+    base = file_name(topic, partition, first_offset, last_offset).removesuffix(".parquet")
+    return f"{base}.compacted-{round(at * 1000):013d}.parquet"
 
 
 class FileSpan(NamedTuple):
@@ -53,21 +73,30 @@ class FileSpan(NamedTuple):
     first_offset: int
     last_offset: int
     compacted: bool = False  # merged by sinks.compaction from the files of its range
+    compacted_at: float | None = None  # when (seconds since the epoch); None for names without a time (older ones)
+
+    def counts(self, now: float) -> bool:
+        """Whether a reader at ``now`` reads this file (every file but a compacted one younger than
+        :data:`COMPACTED_VISIBLE_AFTER_S`)."""
+        return self.compacted_at is None or self.compacted_at <= now - COMPACTED_VISIBLE_AFTER_S
 
 
 def parse_file_name(name: str) -> FileSpan | None:
     """What :func:`file_name` encoded; None for any other name.
 
     >>> parse_file_name(file_name("llm.events", 3, 10, 42))
-    FileSpan(topic='llm.events', partition=3, first_offset=10, last_offset=42, compacted=False)
+    FileSpan(topic='llm.events', partition=3, first_offset=10, last_offset=42, compacted=False, compacted_at=None)
     >>> parse_file_name("llm.events-00003-00000000000000000000-00000000000000000042.compacted.parquet").compacted
     True
+    >>> parse_file_name(compacted_name("llm.events", 3, 0, 42, 1796032800.5)).compacted_at
+    1796032800.5
     """
     match = _NAME.match(name)
     if match is None:
         return None
+    at = int(match["at"]) / 1000 if match["at"] else None
     return FileSpan(
-        match["topic"], int(match["partition"]), int(match["first"]), int(match["last"]), bool(match["compacted"])
+        match["topic"], int(match["partition"]), int(match["first"]), int(match["last"]), bool(match["compacted"]), at
     )
 
 

@@ -33,8 +33,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +50,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs
 
 S3_SCHEME = "s3://"
+_WHOLE_READ_BYTES = 32 << 20  # DuckDB reads a file no larger than this from S3 in one request
 
 
 def _fsync_dir(path: Path) -> None:
@@ -265,6 +269,39 @@ class Store:
         con.register_filesystem(_duckdb_filesystem(self.fs))
 
 
+class _Contents:
+    """The content of recently read small files, by path, size and modification time: DuckDB opens every file of a
+    view about three times per query (binding, scanning), and each open is checked with a HEAD request anyway, so
+    only the first costs a GET. A file replaced under the same name (a replay of the same offset range) within the
+    same second and at the same size could be served as it was: it holds the same messages."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._files: OrderedDict[str, tuple[int, datetime | None, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, info: fs.FileInfo, filesystem: fs.FileSystem) -> bytes:
+        with self._lock:
+            hit = self._files.get(info.path)
+            if hit is not None and hit[:2] == (info.size, info.mtime):
+                self._files.move_to_end(info.path)
+                return hit[2]
+        with filesystem.open_input_stream(info.path) as src:
+            data = bytes(src.read())
+        with self._lock:
+            old = self._files.pop(info.path, None)
+            self._bytes -= len(old[2]) if old is not None else 0
+            self._files[info.path] = (info.size, info.mtime, data)
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes and self._files:
+                self._bytes -= len(self._files.popitem(last=False)[1][2])
+        return data
+
+
+_CONTENTS = _Contents()
+
+
 def _duckdb_filesystem(filesystem: fs.FileSystem) -> Any:
     """``filesystem`` as an fsspec filesystem answering to ``s3://`` paths, which DuckDB can register."""
     from fsspec.implementations.arrow import ArrowFSWrapper
@@ -278,12 +315,42 @@ def _duckdb_filesystem(filesystem: fs.FileSystem) -> Any:
                 return path.removeprefix(S3_SCHEME).rstrip("/")
             return path
 
-        def modified(self, path: str) -> datetime:
-            # fsspec's answer for a file deleted since the listing is None, on which DuckDB fails with an
-            # AttributeError; a FileNotFoundError lets the catalog list again (sinks.catalog.file_vanished)
-            info = self.fs.get_file_info(self._strip_protocol(path))
-            if info.type == fs.FileType.NotFound:
+        def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+            # DuckDB opens a file about three times per query and asks its size and modification time by path
+            # after each open: the open's HEAD answers those, and a file of the size the worker writes is read
+            # whole in one GET, then served from memory while its size and modification time hold. Every open
+            # asks again: a file deleted since the listing must fail (the catalog then lists again), or a query
+            # could read a compaction's inputs that its second listing (the view's hiding) no longer holds
+            if mode != "rb":
+                return super()._open(path, mode, *args, **kwargs)
+            info = self._stat(path)
+            if info.size > _WHOLE_READ_BYTES:
+                return super()._open(path, mode, *args, **kwargs)
+            return io.BytesIO(_CONTENTS.get(info, self.fs))
+
+        def _stat(self, path: str) -> fs.FileInfo:
+            key = self._strip_protocol(path)
+            info = self.fs.get_file_info(key)
+            known = self.__dict__.setdefault("_known", {})
+            if info.type != fs.FileType.File:
+                known.pop(key, None)
                 raise FileNotFoundError(path)
-            return info.mtime or datetime.fromtimestamp(0, UTC)
+            if len(known) > 50_000:
+                known.clear()
+            known[key] = info
+            return info
+
+        def _info(self, path: str) -> fs.FileInfo:
+            """What the latest open of ``path`` saw (a HEAD if none)."""
+            known = self.__dict__.get("_known", {}).get(self._strip_protocol(path))
+            return known if known is not None else self._stat(path)
+
+        def size(self, path: str) -> int:
+            return int(self._info(path).size)
+
+        def modified(self, path: str) -> datetime:
+            # a file deleted since the listing: FileNotFoundError (fsspec's None fails DuckDB with an
+            # AttributeError), so that the catalog lists again (sinks.catalog.file_vanished)
+            return self._info(path).mtime or datetime.fromtimestamp(0, UTC)
 
     return S3ArrowFS(filesystem)

@@ -279,7 +279,7 @@ def compact(
             return
         typer.echo(
             f"compacted {report.files_in} files into {report.merged} ({report.rows} rows); "
-            f"{report.leftovers_deleted} leftovers of an interrupted run deleted",
+            f"{report.inputs_deleted} inputs of earlier runs deleted",
             err=True,
         )
         if every is None:
