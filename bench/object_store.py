@@ -21,18 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_seconds
 from sinks.catalog import Catalog, connect
 from sinks.compaction import compact
 from sinks.parquet import COMPACTED_INPUTS_KEPT_S, COMPACTED_VISIBLE_AFTER_S, PartitionedParquetWriter
@@ -85,15 +84,6 @@ def write(root: str, partitions: int, batches: int, rows: int) -> float:
     return partitions * batches / (time.perf_counter() - started)
 
 
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def reads(root: str, repeats: int) -> dict[str, float]:
     def fresh() -> None:
         con = connect(root)
@@ -102,10 +92,10 @@ def reads(root: str, repeats: int) -> dict[str, float]:
 
     catalog = Catalog(root)
     return {
-        "new connection + count(*)": median_s(fresh, repeats),
-        "API cursor + aggregate": median_s(lambda: catalog.cursor().execute(AGGREGATE).fetchall(), repeats),
-        "catalog.cursor() alone": median_s(catalog.cursor, repeats),
-        "catalog.cursor(), datasets checked": median_s(Catalog(root, recheck_s=0).cursor, repeats),
+        "new connection + count(*)": median_seconds(fresh, repeats),
+        "API cursor + aggregate": median_seconds(lambda: catalog.cursor().execute(AGGREGATE).fetchall(), repeats),
+        "catalog.cursor() alone": median_seconds(catalog.cursor, repeats),
+        "catalog.cursor(), datasets checked": median_seconds(Catalog(root, recheck_s=0).cursor, repeats),
     }
 
 

@@ -20,12 +20,11 @@ import json
 import re
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_seconds
 from metrics.pii import _spans
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -56,15 +55,6 @@ def data_sets() -> list[tuple[str, list[str]]]:
     return out
 
 
-def seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -79,7 +69,7 @@ def main() -> int:
         for r in range(args.repeats):  # alternating, so drift of the machine falls on both alike
             pair = [(gated, _spans), (full, before)]
             for out, scan in pair if r % 2 == 0 else pair[::-1]:
-                out.append(seconds(lambda scan=scan, texts=texts: [scan(t) for t in texts], 1))  # type: ignore[misc]
+                out.append(median_seconds(lambda scan=scan, texts=texts: [scan(t) for t in texts], 1))  # type: ignore[misc]
         g, f = statistics.median(gated) / kb * 1e6, statistics.median(full) / kb * 1e6
         mean = kb * 1000 / len(texts)
         ok = "yes" if same else "NO"

@@ -20,7 +20,6 @@ under 2 s on the 2-core machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_seconds
 from sinks.parquet import file_name
 from sinks.schemas import EMBEDDINGS_SCHEMA, EVENTS_SCHEMA, SCORES_SCHEMA
 
@@ -122,16 +122,6 @@ def generate(root: Path, scores: int, generations: int, embeddings: int, batch: 
     return files
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scores", type=int, default=10_000_000)
@@ -188,7 +178,7 @@ def main() -> int:
 
         return call
 
-    small = {name: timed(api(name), args.repeats) for name in requests}
+    small = {name: median_seconds(api(name), args.repeats, warm=True) for name in requests}
     n_ref = api("drift")()["data"][0]["n_reference"]  # type: ignore[index]
     started = time.perf_counter()
     safe = {(TOPIC, p): 10**12 for p in range(PARTITIONS)}
@@ -196,7 +186,7 @@ def main() -> int:
     report = compact(root, safe, min_age_s=0, now=settled)
     compact(root, safe, min_age_s=0, now=settled + COMPACTED_VISIBLE_AFTER_S + COMPACTED_INPUTS_KEPT_S + 600)
     print(f"compaction: {report.files_in:,} files into {report.merged:,} in {time.perf_counter() - started:.0f} s")
-    compacted = {name: timed(api(name), args.repeats) for name in requests}
+    compacted = {name: median_seconds(api(name), args.repeats, warm=True) for name in requests}
 
     one = root / "one-file"
     one.mkdir()
@@ -230,7 +220,7 @@ def main() -> int:
 
         return call
 
-    hand_times = {name: timed(direct(name), args.repeats) for name in requests}
+    hand_times = {name: median_seconds(direct(name), args.repeats, warm=True) for name in requests}
     print(
         "\n| query | (a) small files | (b) after compaction | (c) one file per dataset, no API | (b) / (c) | target |"
     )

@@ -319,8 +319,7 @@ def _duckdb_filesystem(filesystem: fs.FileSystem) -> Any:
             # DuckDB opens a file about three times per query and asks its size and modification time by path
             # after each open: the open's HEAD answers those, and a file of the size the worker writes is read
             # whole in one GET, then served from memory while its size and modification time hold. Every open
-            # asks again: a file deleted since the listing must fail (the catalog then lists again), or a query
-            # could read a compaction's inputs that its second listing (the view's hiding) no longer holds
+            # asks again: a file deleted since the listing fails, as it does locally, and the catalog lists again
             if mode != "rb":
                 return super()._open(path, mode, *args, **kwargs)
             info = self._stat(path)
