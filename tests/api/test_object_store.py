@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.deps import get_catalog
 from api.settings import ApiSettings, get_settings
+from sinks.store import Store
 from tests.api.test_api_fuzz import APP, AUTH, LAST_6H, T0, counts, iso, write_data
 
 DRIFT = {"reference_since": iso(T0 - timedelta(hours=6)), "reference_until": iso(T0 - timedelta(hours=3)),
@@ -53,12 +54,20 @@ def test_the_api_answers_the_same_from_an_object_store(s3_root: str, tmp_path: P
     assert [status for _, status, _ in from_disk] == [200] * len(REQUESTS), from_disk
     assert from_disk[0][2]["data"] and from_disk[4][2]["data"]  # real answers: a time series, alerts
     assert from_s3 == from_disk
-    APP.dependency_overrides[get_settings] = lambda: ApiSettings(data_dir=s3_root)
-    try:
-        pipeline = TestClient(APP, headers=AUTH).get("/v1/pipeline").json()
-    finally:
-        APP.dependency_overrides.clear()
+    clusters = {}
+    for root in (s3_root, local):
+        APP.dependency_overrides[get_settings] = lambda root=root: ApiSettings(data_dir=root)
+        try:
+            client = TestClient(APP, headers=AUTH)
+            if root == s3_root:
+                pipeline = client.get("/v1/pipeline").json()
+            answer = client.get("/v1/clusters", params=LAST_6H).json()  # a run: matched ids, stored in the root
+        finally:
+            APP.dependency_overrides.clear()
+        clusters[str(root)] = [(c["cluster_id"], c["size"], c["failures"]) for c in answer["data"]]
     assert [w["host"] for w in pipeline["workers"]] == ["eval-1"]  # the status file, read from the bucket
+    assert clusters[s3_root] == clusters[str(local)] and clusters[s3_root]
+    assert Store(s3_root).list_files("cluster_runs")  # the run was stored in the bucket
 
 
 def test_the_sandbox_allows_the_bucket_prefix_only(s3_root: str) -> None:
