@@ -88,6 +88,8 @@ class AlertAgent:
         self.bad_messages = 0  # metrics messages that could not be read (logged with the reason)
         self._last_report = time.monotonic()
         self._rules_mtime = self._mtime()
+        # messages being handled, not yet flushed: the timer must not send their half-done state to the changelog
+        self._handling = 0
         # told of each alert state change and delivery attempt (the worker's Prometheus metrics)
         self.on_alert: list[Callable[[dict[str, Any]], None]] = []
         self.on_delivery: list[Callable[[DeliveryRecord], None]] = []
@@ -108,10 +110,14 @@ class AlertAgent:
 
     async def handle(self, q: int, value: bytes, alerts_topic: Any) -> None:
         """One metrics message (steps 1 to 3 of the module docstring; the caller acks it after)."""
-        out = self._evaluate(q, value)
-        if out is not None:
-            await self._store(q, out, alerts_topic)
-        await self.flush()
+        self._handling += 1
+        try:
+            out = self._evaluate(q, value)
+            if out is not None:
+                await self._store(q, out, alerts_topic)
+            await self.flush()
+        finally:
+            self._handling -= 1
         if out is not None and out.alerts:
             self.deliver_outbox()
 
@@ -119,13 +125,17 @@ class AlertAgent:
         """Several metrics messages in order, their state sent to the changelog once (the caller acks them after):
         a backfill's windows are evaluated at the pace of the batches, not of one flush per message."""
         fired = False
-        for event in events:
-            set_current_event(event)  # the table writes of this message go to its partition's changelog
-            out = self._evaluate(event.message.partition, event.message.value)
-            if out is not None:
-                await self._store(event.message.partition, out, alerts_topic)
-                fired = fired or bool(out.alerts)
-        await self.flush()
+        self._handling += 1
+        try:
+            for event in events:
+                set_current_event(event)  # the table writes of this message go to its partition's changelog
+                out = self._evaluate(event.message.partition, event.message.value)
+                if out is not None:
+                    await self._store(event.message.partition, out, alerts_topic)
+                    fired = fired or bool(out.alerts)
+            await self.flush()
+        finally:
+            self._handling -= 1
         if fired:
             self.deliver_outbox()
 
@@ -195,7 +205,14 @@ class AlertAgent:
         self._keys().discard(key)
 
     async def tick(self) -> None:
-        """From a timer: send the outbox's deletions, log the delivery attempts, resume the outbox, reload rules."""
+        """From a timer: send the outbox's deletions, log the delivery attempts, resume the outbox, reload rules.
+
+        Not while a batch is handled (its writes wait on files and Kafka): flushing then would send part of the
+        batch's state to the changelog before its messages are acked. Had the batch failed or the process died,
+        the replay would then meet an incident already firing and fire nothing: an alert stored but never sent
+        or delivered (seen when the alerts topic refused the record). The batch's own flush sends all of it."""
+        if self._handling:
+            return
         await self.flush()
         rows, self.delivery_log = self.delivery_log, []
         if rows:

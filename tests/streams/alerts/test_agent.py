@@ -5,6 +5,7 @@ the same table delivers it again, with the same idempotency key)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from pathlib import Path
@@ -161,3 +162,61 @@ def test_unreadable_metrics_messages_are_counted_and_skipped(tmp_path: Path, mon
     monkeypatch.setattr("streams.alerts.agent.set_current_event", lambda event: None)  # no Faust event here
     asyncio.run(run())
     assert agent.bad_messages == len(bad)
+
+
+class Changelog(dict[str, Any]):
+    """A table whose writes reach its changelog only at ``flush()``: ``persisted`` is what a restart restores."""
+
+    def __init__(self, restored: dict[str, Any] | None = None) -> None:
+        super().__init__(copy.deepcopy(restored or {}))
+        self.persisted: dict[str, Any] = copy.deepcopy(restored or {})
+
+    async def flush(self) -> None:
+        self.persisted = copy.deepcopy(dict(self))
+
+
+class RefusingTopic:
+    """An alerts topic whose broker answers late, and refuses the record."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def send(self, key: bytes, value: bytes) -> Any:
+        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def answer() -> None:
+            await self.release.wait()
+            refused.set_exception(RuntimeError("MessageSizeTooLargeError"))
+
+        asyncio.get_running_loop().create_task(answer())
+        return refused
+
+
+def test_the_timer_sends_no_half_handled_state_so_a_failed_batch_fires_again(tmp_path: Path) -> None:
+    """The timer's flush used to send the state of a message still being handled (its alert record on its way
+    to Kafka) to the changelog. When Kafka then refused the record and the process stopped, the replay met an
+    incident already firing and fired nothing: the alert was never sent or delivered."""
+    path = tmp_path / "rules.toml"
+    path.write_text(RULE.format(url="http://127.0.0.1:9/hook"))
+    settings = Settings(alert_rules=path, data_dir=tmp_path / "data")
+    part, closed = (json.dumps(m).encode() for m in window_messages())
+
+    async def scenario() -> list[bytes]:
+        table = Changelog()
+        agent = AlertAgent(settings, table, load_rules(settings))
+        await agent.handle(0, part, Topic())
+        refusing = RefusingTopic()
+        handling = asyncio.create_task(agent.handle(0, closed, refusing))  # fires; the record waits on Kafka
+        while not agent.alerts:
+            await asyncio.sleep(0.01)
+        await agent.tick()  # the 1 s timer, meanwhile
+        refusing.release.set()
+        with pytest.raises(RuntimeError, match="MessageSizeTooLargeError"):
+            await handling  # the batch fails: the process stops, the message is not acked
+        restarted = AlertAgent(settings, Changelog(table.persisted), load_rules(settings))
+        topic = Topic()
+        await restarted.handle(0, closed, topic)  # the replay after the restart
+        return topic.sent
+
+    sent = asyncio.run(scenario())
+    assert [json.loads(v)["state"] for v in sent] == ["firing"]
