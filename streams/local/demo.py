@@ -249,8 +249,17 @@ def run_demo(
     began = time.monotonic()
     broker, hook, children = None, Webhook(), []
     stopping, sim = threading.Event(), None
-    # SIGTERM stops the demo as Ctrl-C does (in the main thread, where signals go), so nothing is left behind
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM stops the demo as Ctrl-C does (in the main thread, where signals go), so nothing is left behind. The
+    # flag stays set should the KeyboardInterrupt be swallowed on its way (CPython ignores exceptions raised in
+    # some callbacks, e.g. a dict lookup's __eq__): the loops below check it too
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous_int = signal.signal(signal.SIGINT, on_signal)
+    previous = signal.signal(signal.SIGTERM, on_signal)
     bootstrap = os.environ.get("EVALSTREAM_BOOTSTRAP_SERVERS")
     try:
         if not bootstrap:
@@ -306,6 +315,8 @@ def run_demo(
         told = story.poll()
         while not told and time.monotonic() < told_by and all(c.poll() is None for c in children):
             time.sleep(3)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             told = story.poll()
         if not told:
             missing = ", ".join(sorted(set(story.checks) - story.found))
@@ -320,6 +331,8 @@ def run_demo(
                 _say("a process of the demo stopped; see the logs", fg="red", err=True)
                 return 1
             time.sleep(1)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             if tick % 10 == 0:
                 story.poll()  # new alerts, and what had not shown
         raise AssertionError("unreachable")
@@ -327,7 +340,7 @@ def run_demo(
         _say("\n• stopping…")
         return 0
     finally:
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stopping.set()
         stop_all(children, timeout_s=20)  # the API and the worker shut down side by side
@@ -336,7 +349,7 @@ def run_demo(
         hook.close()
         if broker is not None:
             broker.stop(timeout_s=20)
-        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
         sys.stdout.flush()
 
