@@ -111,12 +111,13 @@ def compact_folder(
     report: CompactionReport,
     max_rows: int = MAX_FILE_ROWS,
     compression: str = "zstd",
-    now: float | None = None,
+    shift_s: float = 0.0,
 ) -> None:
     """Compact one date folder (``folder``, relative to the store's root, holding the files ``stats``) of one
-    dataset (see the module docstring); ``now``: this run's time (names, and which inputs may go)."""
-    clock = time.time()  # files' ages: the wall clock, whatever ``now`` says
-    now = clock if now is None else now
+    dataset (see the module docstring). The run's clock is the wall clock plus ``shift_s`` (tests and benchmarks
+    run "an hour ago"): it stamps the compacted files and decides which inputs may go; files' ages are wall clock."""
+    clock = time.time()
+    now = clock + shift_s
     for stat in stats:  # an interrupted write, of this module or the sink (local folders only)
         base = posixpath.basename(stat.rel)
         if base.startswith(".") and base.endswith(".tmp") and clock - stat.mtime > 3600:
@@ -147,7 +148,7 @@ def compact_folder(
             first, last = run[0][0].first_offset, run[-1][0].last_offset
             columns = table.drop_columns([c for c in ("dt",) if c in table.column_names])
             # stamped as it is written (a run may take long): it must exist before it counts
-            name = compacted_name(key[0], key[1], first, last, now + time.time() - clock)
+            name = compacted_name(key[0], key[1], first, last, time.time() + shift_s)
             store.write_parquet(f"{folder}/{name}", columns, compression, ROW_GROUP_ROWS)
             report.merged += 1
             report.files_in += len(run)
@@ -164,9 +165,10 @@ def compact(
 ) -> CompactionReport:
     """Compact every date folder of ``datasets`` under ``root`` (a folder or an object store);
     ``safe[(topic, partition)]`` is the first offset that may still be replayed (the committed offset). Partitions
-    not in ``safe`` are left alone. ``now``: the run's time (default the clock), which names the compacted files
-    and decides which inputs of earlier runs may go."""
-    now = time.time() if now is None else now
+    not in ``safe`` are left alone. ``now``: the run's time at its start (default the clock); each compacted file
+    is stamped with the run's clock when it is written (a run over many folders may take minutes, and a file must
+    exist before its stamp lets it count), and the clock decides which inputs of earlier runs may go."""
+    shift_s = 0.0 if now is None else now - time.time()
     store = open_store(root)
     report = CompactionReport()
     for dataset in datasets:
@@ -176,5 +178,5 @@ def compact(
             if posixpath.basename(folder).startswith("dt=") and posixpath.dirname(folder) == dataset:
                 by_folder[folder].append(stat)
         for folder, stats in sorted(by_folder.items()):
-            compact_folder(store, folder, stats, safe, min_age_s, report, max_rows, now=now)
+            compact_folder(store, folder, stats, safe, min_age_s, report, max_rows, shift_s=shift_s)
     return report
