@@ -146,3 +146,15 @@ def test_the_catalog_looks_for_new_datasets_every_few_seconds_in_an_object_store
     assert _count(catalog.cursor()) == (0, 0)  # the first file of a dataset: not looked for yet
     catalog._checked -= 5.0  # five seconds later
     assert _count(catalog.cursor()) == (1, 1)
+
+
+def test_a_file_rewritten_under_its_name_is_read_again(s3_root: str) -> None:
+    """The store keeps small files read through DuckDB in memory while their size and modification time hold: a
+    replay that rewrites a file under the same name (the same offset range) is read anew."""
+    w = PartitionedParquetWriter(s3_root, "scores", SCORES_SCHEMA)
+    w.write("t", 0, 0, 9, [score(f"e{i}", DAY) for i in range(2)])
+    catalog = Catalog(s3_root)
+    assert _count(catalog.cursor()) == (2, 2)
+    assert _count(catalog.cursor()) == (2, 2)  # from memory now
+    w.write("t", 0, 0, 9, [score(f"e{i}", DAY) for i in range(5)])  # the same range, written again
+    assert _count(catalog.cursor()) == (5, 5)
