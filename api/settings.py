@@ -16,16 +16,16 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sinks.store import data_root
+from sinks.store import DataRoot
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVALSTREAM_", env_file=".env", extra="ignore")
 
-    data_dir: Path | str = Field(
+    data_dir: DataRoot = Field(
         default=Path("evalstream-data"),
         description="Where the worker's sinks write Parquet: a folder or `s3://bucket/prefix` (AWS_* settings).",
     )
@@ -49,11 +49,6 @@ class ApiSettings(BaseSettings):
         default=False, description="Let `evalstream api` listen on a non-loopback address without API keys."
     )
     log_level: str = "info"
-
-    @field_validator("data_dir", mode="before")
-    @classmethod
-    def _data_root(cls, value: object) -> object:
-        return data_root(value) if isinstance(value, str | Path) else value
 
 
 @lru_cache

@@ -41,13 +41,14 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
+from pydantic import BeforeValidator
 
 S3_SCHEME = "s3://"
 _WHOLE_READ_BYTES = 32 << 20  # DuckDB reads a file no larger than this from S3 in one request
@@ -111,6 +112,10 @@ def data_root(value: str | Path) -> str | Path:
     if not text.removeprefix(S3_SCHEME).split("/", 1)[0].split("?", 1)[0]:
         raise ValueError(f"an object-store data folder is s3://bucket[/prefix], not {text!r}")
     return text.rstrip("/")
+
+
+# A data folder setting (the worker's and the API's ``data_dir``): validated by :func:`data_root`
+DataRoot = Annotated[Path | str, BeforeValidator(lambda v: data_root(v) if isinstance(v, str | Path) else v)]
 
 
 def open_store(root: str | Path | Store) -> Store:

@@ -40,10 +40,10 @@ from typing import Annotated
 
 import typer
 
-from sinks.store import StoreError
+from sinks.store import Store, StoreError
 from streams import cli_ops
 from streams.cli_kafka import kafka_app
-from streams.settings import get_settings
+from streams.settings import Settings, get_settings
 
 app = typer.Typer(help="evalstream: online evaluation of LLM applications from Kafka traffic.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
@@ -52,6 +52,15 @@ app.add_typer(kafka_app, name="kafka")
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _store_or_fail(settings: Settings) -> Store:
+    """The settings' data folder, checked: an unreachable store or a missing bucket ends the command, saying why."""
+    try:
+        settings.store.check()
+    except StoreError as exc:
+        _fail(str(exc))
+    return settings.store
 
 
 @app.command()
@@ -237,13 +246,7 @@ def sql(
 
     from sinks.catalog import connect
 
-    settings = get_settings()
-    try:
-        settings.store.check()
-    except StoreError as exc:
-        _fail(str(exc))
-        return
-    con = connect(settings.store)
+    con = connect(_store_or_fail(get_settings()))
     try:
         rel = con.sql(query)
     except duckdb.Error as exc:
@@ -331,12 +334,8 @@ def clusters(
         _fail(str(exc), 2)
         return
     request = ClusterRequest(start, end, app_name, route, chosen, min_lift, alpha)
-    try:
-        settings.store.check()
-    except StoreError as exc:
-        _fail(str(exc))
-        return
-    answer = find_clusters(connect(settings.store), settings.store, request, failure)
+    store = _store_or_fail(settings)
+    answer = find_clusters(connect(store), store, request, failure)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return

@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sinks.store import Store, data_root, open_store
+from sinks.store import DataRoot, Store, open_store
 
 
 class Settings(BaseSettings):
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(default="", description="Dead-letter topic; default: '<events_topic>.dlq'.")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions when the worker creates topics.")
     worker_id: str = Field(default="evalstream-worker", description="Faust app id (= consumer group).")
-    data_dir: Path | str = Field(
+    data_dir: DataRoot = Field(
         default=Path("evalstream-data"),
         description="Where the sinks write Parquet: a folder, or an object store `s3://bucket/prefix` (endpoint and "
         "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).",
@@ -166,11 +166,6 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = Field(default="127.0.0.1", description="Bind address of the worker's /metrics.")
     log_level: str = "info"
-
-    @field_validator("data_dir", mode="before")
-    @classmethod
-    def _data_root(cls, value: object) -> object:
-        return data_root(value) if isinstance(value, str | Path) else value
 
     @property
     def store(self) -> Store:
