@@ -41,9 +41,10 @@ from sinks.alerting import alert_json, utc, write_alert, write_deliveries, write
 from streams.alerts.evaluator import Evaluator, Output
 from streams.alerts.webhooks import DeliveryRecord, WebhookDispatcher
 from streams.fail_stop import exit_after_failed_batch
-from streams.faust_ext.batching import ack_events, take_events_overlapped
+from streams.faust_ext.batching import ack_events
 from streams.faust_ext.current_event import set_current_event
 from streams.faust_ext.own_offsets import OwnedOffsets
+from streams.faust_ext.stall import StallDetector
 from streams.settings import Settings
 
 log = logging.getLogger("evalstream.alerts")
@@ -86,6 +87,7 @@ class AlertAgent:
         self._outbox: set[str] | None = None  # outbox keys (found in the table once per assignment)
         self.alerts = 0
         self.bad_messages = 0  # metrics messages that could not be read (logged with the reason)
+        self.stalls: StallDetector | None = None  # the metrics topic's partitions found stalled (set by install)
         self._last_report = time.monotonic()
         self._rules_mtime = self._mtime()
         # messages being handled, not yet flushed: the timer must not send their half-done state to the changelog
@@ -222,8 +224,9 @@ class AlertAgent:
         if time.monotonic() - self._last_report >= 30:
             self._last_report = time.monotonic()
             log.info("evalstream alerting: alerts %d, outbox %d, deliveries pending %d, stale window parts %d, "
-                     "unreadable messages %d", self.alerts, len(self._keys()), self.dispatcher.pending,
-                     self.evaluator.stale_parts, self.bad_messages)  # fmt: skip
+                     "unreadable messages %d, stalled partitions %d", self.alerts, len(self._keys()),
+                     self.dispatcher.pending, self.evaluator.stale_parts, self.bad_messages,
+                     len(self.stalls.stalled) if self.stalls else 0)  # fmt: skip
 
     def reload_rules(self) -> None:
         mtime = self._mtime()
@@ -253,8 +256,9 @@ def install(
     agent = AlertAgent(settings, table, rules if rules is not None else load_rules(settings))
     source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
     # this agent, not Faust, commits the metrics topic's offsets: Faust drops records at rebalances
-    owned = OwnedOffsets(app, settings.metrics_topic, settings.commit_interval_s)
+    owned = OwnedOffsets(app, settings.metrics_topic, settings.commit_interval_s, stall_after_s=settings.stall_after_s)
     owned.install()
+    agent.stalls = owned.stalls
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
@@ -268,9 +272,8 @@ def install(
     @app.agent(source, name="alerts")  # type: ignore[untyped-decorator]
     async def alerts(stream: StreamT) -> None:
         # acked only once handle_batch() has flushed their state (an error leaves them unacked: replayed)
-        owned.queue = stream.channel.queue  # type: ignore[attr-defined]
         try:
-            async for events in take_events_overlapped(stream, 500, 0.5, ack=False, admit=owned.admit):
+            async for events in owned.batches(stream, 500, 0.5):
                 await agent.handle_batch(events, alerts_topic)
                 await owned.durable(events)
                 await ack_events(stream, events)

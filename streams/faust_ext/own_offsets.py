@@ -18,7 +18,15 @@ What :class:`OwnedOffsets` does instead, for one topic:
   never reported stops the partition's commits, with an error); Faust no longer commits this topic (its ``ack``
   still counts the message done, so a rebalance and a shutdown still wait for the batches);
 - a partition whose fetched records never arrive (position past the next offset, nothing delivered for
-  ``idle_s`` while the stream's queue is empty) is read again from the next offset.
+  ``idle_s`` while the stream's queue is empty) is read again from the next offset; that holds for a partition
+  none of whose records arrived since its assignment too (its next offset is then the committed one);
+- with ``stall_after_s``, a partition with records waiting whose durable offset does not move for that long is
+  logged as ``STALLED`` (:mod:`streams.faust_ext.stall`), whatever the cause.
+
+The agent takes its batches through :meth:`OwnedOffsets.batches`, which also attaches its stream: the idle check
+watches the stream's input queue, and Faust's flow control no longer clears that queue when a recovery ends
+(:func:`streams.faust_ext.patches.keep_stream_queue_on_resume`; the records in it were lost for good, and a
+partition none of whose records then arrived stalled: seen in the alerting agent, whose queue was not kept).
 
 Private Faust API used: ``Consumer._read_offset``, ``Consumer.ack``, ``Consumer._unacked_messages``,
 ``Consumer._waiting_for_ack``, ``Consumer._commit``, ``Consumer._thread`` (the aiokafka consumer's ``committed``).
@@ -29,8 +37,8 @@ a real broker)::
     owned = OwnedOffsets(app, "llm.events", commit_interval_s=2.8, counters=counters)
     owned.install()  # before the app starts
     ...
-    batches = take_events_overlapped(stream, 1000, 2.0, admit=owned.admit)
-    ...
+    async for batch in owned.batches(stream, 1000, 2.0):  # in the agent
+        ...
     await owned.durable(batch)  # once the batch is written
 """
 
@@ -40,7 +48,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -49,9 +57,14 @@ from faust.types import TP, EventT
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from streams.faust_ext.batching import take_events_overlapped
+from streams.faust_ext.patches import keep_stream_queue_on_resume
 from streams.faust_ext.positions import Position, Verdict
+from streams.faust_ext.stall import StallDetector
 
 log = logging.getLogger("evalstream.worker")
+
+STALL_CHECK_S = 5.0  # how often the high watermarks are asked for, with stall detection on
 
 
 class _ReadOffsets(dict):  # type: ignore[type-arg]
@@ -71,8 +84,9 @@ class OwnedOffsets:
     """One topic's positions and commits, taken over from Faust (see the module docstring)."""
 
     def __init__(
-        self, app: Any, topic: str, commit_interval_s: float, counters: Any = None, idle_s: float = 10.0
-    ) -> None:
+        self, app: Any, topic: str, commit_interval_s: float, counters: Any = None, idle_s: float = 10.0,
+        stall_after_s: float | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
         self.topic = topic
         self.commit_interval_s = commit_interval_s
@@ -90,8 +104,11 @@ class OwnedOffsets:
         self._jumps: dict[int, dict[int, int]] = {}  # offsets that hold no record: from -> the next record's
         self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
         self._last_seen: dict[int, float] = {}
+        self._checked: dict[int, float] = {}  # when the idle check last asked for the partition's fetch position
         self._last_commit = time.monotonic()
         self._lock = asyncio.Lock()
+        self.stalls = StallDetector(stall_after_s, topic) if stall_after_s else None
+        self._stalls_checked = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
@@ -126,6 +143,19 @@ class OwnedOffsets:
         consumer.ack = ack
 
     # -- what the worker calls -----------------------------------------------------------------------------------
+
+    def batches(self, stream: Any, max_: int, within: float) -> AsyncGenerator[list[EventT], None]:
+        """The agent's batches of admitted records (:func:`take_events_overlapped`, ``ack=False``: the agent acks
+        each batch with :func:`~streams.faust_ext.batching.ack_events` after :meth:`durable`); attaches ``stream``."""
+        self.attach(stream)
+        return take_events_overlapped(stream, max_, within, ack=False, admit=self.admit)
+
+    def attach(self, stream: Any) -> None:
+        """The agent's stream: its input queue is watched by the idle check and is no longer cleared by Faust's flow
+        control when a recovery ends (records in it would be lost for good)."""
+        self.queue = stream.channel.queue
+        if keep_stream_queue_on_resume(self.app, stream):
+            log.info("%s: input queue kept out of flow-control clearing (see streams/faust_ext/patches.py)", self.topic)
 
     def committed(self, partition: int) -> int | None:
         """Where a replay of ``partition`` would start (the committed offset, else the log's start); None: unknown."""
@@ -197,6 +227,8 @@ class OwnedOffsets:
                 self._written[partition] = written
                 continue
             self._written[partition] = written = max(written, end)
+            if self.stalls is not None:
+                self.stalls.durable(partition, written)
             for start in [k for k in jumps if k < written]:  # passed inside this batch
                 del jumps[start]
         await self._commit_if_due()
@@ -218,17 +250,28 @@ class OwnedOffsets:
                 self._committed.update(offsets)
 
     async def tick(self) -> None:
-        """Every second: a due commit, and partitions whose fetched records never arrived are read again."""
+        """Every second: a due commit, stalls (every 5 s), and partitions whose fetched records never arrived are read
+        again."""
         await self._commit_if_due()
-        if self.app.rebalancing or not self.app.flow_control.is_active():
+        now = time.monotonic()
+        if self.app.rebalancing or not self.app.flow_control.is_active() or getattr(self.app, "in_recovery", False):
+            if self.stalls is not None:
+                self.stalls.pause(now)
             return
+        if self.stalls is not None and now - self._stalls_checked >= STALL_CHECK_S:
+            self._stalls_checked = now
+            await self._check_stalls(now)
         if self.queue is not None and not self.queue.empty():
             return
-        now = time.monotonic()
         for partition in sorted(self._assigned):
-            position = self._positions.get(partition)
-            if position is None or now - self._last_seen.get(partition, now) < self.idle_s:
+            if now - max(self._last_seen.get(partition, now), self._checked.get(partition, 0.0)) < self.idle_s:
                 continue
+            self._checked[partition] = now
+            position = self._positions.get(partition)
+            if position is None:  # nothing delivered since the assignment: maybe every record fetched was lost
+                position = await self._first_position(partition)
+                if position is None:
+                    continue
             try:
                 fetched = await self.app.consumer.position(TP(self.topic, partition))
             except Exception:  # revoked meanwhile
@@ -244,6 +287,29 @@ class OwnedOffsets:
                 self.topic, partition, position.next, fetched - 1,
             )  # fmt: skip
             await self._seek(partition, position.next)
+
+    async def _first_position(self, partition: int) -> Position | None:
+        """The position of a partition none of whose records was delivered yet: its committed offset (None if the
+        partition was revoked meanwhile)."""
+        epoch = self._epoch
+        start = await self._start(partition)
+        if epoch != self._epoch or partition not in self._assigned:
+            return None
+        self._written.setdefault(partition, start)
+        return self._positions.setdefault(partition, Position(start))
+
+    async def _check_stalls(self, now: float) -> None:
+        assert self.stalls is not None
+        tps = [TP(self.topic, p) for p in sorted(self._assigned)]
+        if not tps:
+            return
+        try:
+            answer = await asyncio.wait_for(self.app.consumer.highwaters(*tps), 10.0)
+        except Exception as exc:  # not assigned yet, or the broker is slow: the next check tries again
+            log.debug("%s: high watermarks not read: %s: %s", self.topic, type(exc).__name__, exc)
+            return
+        highwaters = {tp.partition: int(hw) for tp, hw in answer.items() if hw is not None}
+        self.stalls.check(highwaters, dict(self._committed), now)
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -277,7 +343,7 @@ class OwnedOffsets:
             log.warning("%s[%d]: seek to %d failed (%s: %s)", self.topic, partition, offset, type(exc).__name__, exc)
 
     def _per_partition(self) -> tuple[dict[int, Any], ...]:
-        return self._positions, self._committed, self._last_seen, self._written, self._jumps
+        return self._positions, self._committed, self._last_seen, self._written, self._jumps, self._checked
 
     def _parts(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.topic}
@@ -307,6 +373,8 @@ class OwnedOffsets:
             self._last_seen[p] = now
         self._holes &= parts
         self._assigned = parts
+        if self.stalls is not None:
+            self.stalls.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
         try:

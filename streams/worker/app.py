@@ -34,9 +34,8 @@ from streams.embedding.protocol import RemoteEncoder
 from streams.embedding.server import EncoderClient
 from streams.fail_stop import FAILED_EXIT_STATUS as FAILED_EXIT_STATUS
 from streams.fail_stop import exit_after_failed_batch
-from streams.faust_ext import patches as faust_patches
 from streams.faust_ext import unverified_faust_version
-from streams.faust_ext.batching import ack_events, take_events_overlapped
+from streams.faust_ext.batching import ack_events
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.own_offsets import OwnedOffsets
 from streams.settings import Settings
@@ -185,12 +184,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
 
     @app.agent(source, name="evaluate")  # type: ignore[untyped-decorator]
     async def evaluate(stream: StreamT) -> None:
-        if faust_patches.keep_stream_queue_on_resume(app, stream):
-            log.info("input queue kept out of flow-control clearing (see streams/faust_ext/patches.py)")
-        owned.queue = stream.channel.queue  # type: ignore[attr-defined]
-        batches = take_events_overlapped(
-            stream, settings.flush_max_events, settings.flush_interval_s, ack=False, admit=owned.admit
-        )
+        batches = owned.batches(stream, settings.flush_max_events, settings.flush_interval_s)
         # Batch N+1 begins (parsed, embeddings queued behind N's) while N completes; N's events are acked
         # once N is durable. Completions run one after another, in order; at most two batches are in flight.
         in_flight: list[asyncio.Task[None]] = []

@@ -29,7 +29,7 @@ class WorkerCounters:
     windows_emitted: int = 0  # live windows (per partition and group) sent to the metrics topic
     batches: int = 0
     write_retries: int = 0
-    stalls: int = 0  # partitions found with messages waiting and no durable progress (streams.worker.stall)
+    stalls: int = 0  # partitions found with messages waiting and no durable progress (streams.faust_ext.stall)
     # how the events topic's records arrived (streams.faust_ext.own_offsets): delivered again and dropped;
     # partitions read again because the consumer dropped records; offsets found to hold no record (logged)
     redelivered: int = 0

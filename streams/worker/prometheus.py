@@ -13,8 +13,9 @@ Metrics (counters end in ``_total``):
   (numbers, the ``(got …)`` values, the text of a processing error) removed, so the labels stay few;
 - ``evalstream_worker_batch_seconds``: a batch from its parse to durable Parquet (histogram);
 - ``evalstream_worker_consumer_lag{partition}``: high watermark minus the consumer's position, every 5 s;
-- ``evalstream_worker_stalled_partitions``: partitions with messages waiting and no durable batch for
-  ``EVALSTREAM_STALL_AFTER_S`` (:mod:`streams.worker.stall`; each one also logged as an ERROR);
+- ``evalstream_worker_stalled_partitions``: partitions (of the events topic, and of the metrics topic for the
+  alerting agent) with messages waiting and no durable batch for ``EVALSTREAM_STALL_AFTER_S``
+  (:mod:`streams.faust_ext.stall`; each one also logged as an ERROR);
 - one counter per :class:`WorkerCounters` field: ``evalstream_worker_late_events_total``,
   ``…_windows_emitted_total``, ``…_scoring_seconds_total``, ``…_waiting_for_embeddings_seconds_total``,
   ``…_writing_seconds_total`` and the others;
@@ -53,9 +54,9 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from sinks.status import utc_iso, write_status
+from streams.faust_ext.stall import StallDetector
 from streams.settings import Settings
 from streams.worker.counters import WorkerCounters
-from streams.worker.stall import StallDetector
 
 if TYPE_CHECKING:
     import faust
@@ -273,8 +274,9 @@ def install(
             except Exception as exc:  # not started or assigned yet, or the broker is slow: the next tick tries again
                 log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
             metrics.set_lag(lag)
-            metrics.stalled.set(len(stalls.stalled))
-            counters.stalls = stalls.episodes
+            alerting = alerts.stalls if alerts is not None else None  # the metrics topic's, for the alerting agent
+            metrics.stalled.set(len(stalls.stalled) + (len(alerting.stalled) if alerting else 0))
+            counters.stalls = stalls.episodes + (alerting.episodes if alerting else 0)
         await asyncio.to_thread(reporter.write, lag, partitions, stopped)
 
     @app.task  # type: ignore[untyped-decorator]

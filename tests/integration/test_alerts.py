@@ -257,8 +257,13 @@ def test_an_alert_kafka_refuses_stops_the_process_and_its_restart_delivers_it_on
         worker = start_worker(settings, tmp_path / "worker-2.log")
         try:
             wait_for(lambda: receiver.delivered() or None, 240, what="the delivery after the restart", alive=worker)
+        except (TimeoutError, RuntimeError) as exc:
+            raise AssertionError(f"{exc}; the restarted worker's log ends:\n"
+                                 f"{(tmp_path / 'worker-2.log').read_text()[-6000:]}") from exc  # fmt: skip
         finally:
             stop(worker)
+        restarted = (tmp_path / "worker-2.log").read_text()
+        assert f"{settings.metrics_topic}: input queue kept out of flow-control clearing" in restarted
     finally:
         receiver.close()
     (delivery,) = receiver.delivered()

@@ -2,7 +2,7 @@
 
 The worker runs as its own process (``evalstream worker``'s code) with one change: the consumer's delivery
 callback swallows chosen records once, after they were fetched. That is what faust-streaming 0.15.3 does to
-records fetched when a rebalance stops the flow (``streams/faust_ext/own_offsets.py``). Three cases, one per
+records fetched when a rebalance stops the flow (``streams/faust_ext/own_offsets.py``). Four cases, one per
 partition:
 
 - partition 0: offsets 30..39 dropped mid-stream: offset 40 arrives while 30 is expected, the partition is read
@@ -10,7 +10,10 @@ partition:
 - partition 1: its last 5 records dropped: nothing after them reveals the gap, so the idle check (fetch position
   past the next offset, nothing delivered for 10 s) reads them again;
 - partition 2: its first 20 records dropped, with no committed offset (the takeover case that lost 3,708
-  events in the long crash test): the position starts at the log's start, and offset 20 sends it back there.
+  events in the long crash test): the position starts at the log's start, and offset 20 sends it back there;
+- partition 3: every record dropped, with no committed offset (what stalled the alerting agent when Faust's
+  flow control cleared its queue after a restart): no record ever arrives, and the idle check reads the
+  partition again from the log's start.
 
 Every event lands exactly once. The worker commits only when a commit is due (an hour here), at a revocation
 and at a clean stop: nothing is committed while it runs, and the partitions' ends once it has stopped.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -84,10 +88,11 @@ def test_records_the_consumer_drops_are_read_again_and_land_once(settings: Setti
     traffic = generate(n_events=600, n_sessions=40, n_malformed=0, seed=5)
     publish(settings, traffic)
     ends = _offsets(settings, partitions, group=False)
-    assert all(end >= 60 for end in ends[:3]), ends
+    assert all(end >= 60 for end in ends[:3]) and ends[3] > 0, ends
     drops = (
         [(0, o) for o in range(30, 40)] + [(1, o) for o in range(ends[1] - 5, ends[1])] + [(2, o) for o in range(20)]
-    )
+        + [(3, o) for o in range(ends[3])]
+    )  # fmt: skip
     script = tmp_path / "worker_that_drops.py"
     script.write_text(WORKER)
     log_path = tmp_path / "worker.log"
@@ -109,6 +114,7 @@ def test_records_the_consumer_drops_are_read_again_and_land_once(settings: Setti
     assert "[0]: offset 40 delivered while 30 was expected" in text, text[-3000:]
     assert f"[1]: offsets {ends[1] - 5}..{ends[1] - 1} were fetched but never delivered" in text, text[-3000:]
     assert "[2]: offset 20 delivered while 0 was expected" in text, text[-3000:]
+    assert re.search(r"\[3\]: offsets 0\.\.\d+ were fetched but never delivered", text), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     con = connect(settings.data_dir)
     stored = con.execute("SELECT event_id, count(*) FROM events GROUP BY event_id").fetchall()

@@ -12,6 +12,7 @@ import asyncio
 
 import faust
 
+from streams.faust_ext.own_offsets import OwnedOffsets
 from streams.faust_ext.patches import keep_stream_queue_on_resume
 
 
@@ -41,3 +42,22 @@ def test_the_work_around_reports_a_stream_whose_queue_faust_does_not_manage() ->
         return keep_stream_queue_on_resume(app, stream)  # already taken out: nothing left to do
 
     assert asyncio.run(run()) is False
+
+
+def test_an_agent_taking_its_batches_from_owned_offsets_keeps_its_queue_on_resume() -> None:
+    """Both agents (scoring and alerting) take their batches through ``OwnedOffsets.batches``; the alerting agent
+    once did not apply the work-around, and its restart after a failed batch lost the records Faust fetched
+    while recovery ended (three partitions of the metrics topic then stalled)."""
+
+    async def run() -> tuple[bool, int]:
+        app = faust.App("evalstream-test-flow-control-3", broker="kafka://127.0.0.1:1", web_enabled=False)
+        stream = app.stream(app.topic("metrics", value_serializer="raw"))
+        owned = OwnedOffsets(app, "metrics", commit_interval_s=1.0)
+        batches = owned.batches(stream, 10, 0.1)  # what the agents do first
+        stream.channel.queue.put_nowait("a record fetched while recovery awaited the seek")
+        app.flow_control.suspend()
+        app.flow_control.resume()
+        await batches.aclose()
+        return owned.queue is stream.channel.queue, stream.channel.queue.qsize()
+
+    assert asyncio.run(run()) == (True, 1)

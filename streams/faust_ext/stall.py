@@ -1,13 +1,15 @@
 """Stall detection: a partition with messages waiting that makes no durable progress is reported, loudly.
 
 Once, in CI, a replacement worker restored its tables, logged that it was ready and then received nothing for
-minutes. Whatever the cause, a worker that stops consuming must not look healthy: every few seconds the worker
-compares, per assigned partition of the events topic, the broker's high watermark with the offset up to which
-its batches are durable. A partition is *stalled* when messages wait (high watermark above that offset) and the
-offset has not moved for ``after_s`` seconds (time spent restoring tables or rebalancing does not count). The
-worker then logs an ERROR naming the partition, the messages waiting and the offsets, repeats it every
-``after_s`` while the stall lasts, counts it (``stalls``; Prometheus ``evalstream_worker_stalls_total`` and the
-gauge ``evalstream_worker_stalled_partitions``), and logs when the partition moves again.
+minutes (one cause, found later: Faust's flow control cleared an agent's input queue at the end of recovery,
+:mod:`streams.faust_ext.patches`). Whatever the cause, a worker that stops consuming must not look healthy: every
+few seconds the worker compares, per assigned partition of the events topic (and the alerting agent, of the
+metrics topic: :class:`streams.faust_ext.own_offsets.OwnedOffsets`), the broker's high watermark with the offset
+up to which its batches are durable. A partition is *stalled* when messages wait (high watermark above that
+offset) and the offset has not moved for ``after_s`` seconds (time spent restoring tables or rebalancing does
+not count). The worker then logs an ERROR naming the partition, the messages waiting and the offsets, repeats it
+every ``after_s`` while the stall lasts, counts it (``stalls``; Prometheus ``evalstream_worker_stalls_total`` and
+the gauge ``evalstream_worker_stalled_partitions``), and logs when the partition moves again.
 
 Example (offsets and times passed in; the worker feeds it from its consumer every 5 s)::
 
@@ -45,8 +47,9 @@ class Stall:
 class StallDetector:
     """Per partition: the durable offset, and since when it has not moved (see the module docstring)."""
 
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, after_s: float, topic: str | None = None) -> None:
         self.after_s = after_s
+        self.topic = topic  # named in the log lines (the worker's events topic is not: "partition 3")
         self._durable: dict[int, int] = {}
         self._since: dict[int, float | None] = {}  # partition -> since when it waits with no progress (None: not)
         self._marker: dict[int, int] = {}
@@ -95,7 +98,7 @@ class StallDetector:
                 if partition in self.stalled:
                     self.stalled.discard(partition)
                     self._reported.pop(partition, None)
-                    log.warning("partition %d moves again (durable up to offset %d)", partition, marker - 1)
+                    log.warning("%s moves again (durable up to offset %d)", self._name(partition), marker - 1)
                 continue
             since = self._since.get(partition)
             if since is None:
@@ -107,13 +110,16 @@ class StallDetector:
             found.append(stall)
             if partition not in self.stalled or now - self._reported.get(partition, now) >= self.after_s:
                 log.error(
-                    "STALLED: partition %d has %d messages waiting (offsets %d..%d) and nothing became durable "
-                    "for %.0f s; check the log above for write errors, and the broker; a restart replays from the "
-                    "committed offset",
-                    partition, stall.waiting, marker, highwater - 1, idle,
+                    "STALLED: %s has %d messages waiting (offsets %d..%d) and nothing became durable for %.0f s; "
+                    "check the log above for write errors, and the broker; a restart replays from the committed "
+                    "offset",
+                    self._name(partition), stall.waiting, marker, highwater - 1, idle,
                 )  # fmt: skip
                 self._reported[partition] = now
             if partition not in self.stalled:
                 self.episodes += 1
             self.stalled.add(partition)
         return found
+
+    def _name(self, partition: int) -> str:
+        return f"{self.topic}[{partition}]" if self.topic else f"partition {partition}"

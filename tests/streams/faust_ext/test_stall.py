@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streams.worker.stall import StallDetector
+from streams.faust_ext.stall import StallDetector
 
 
 def test_a_partition_is_stalled_only_with_messages_waiting_and_no_progress_for_the_whole_time(
