@@ -105,6 +105,7 @@ class OwnedOffsets:
         self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
         self._last_seen: dict[int, float] = {}
         self._checked: dict[int, float] = {}  # when the idle check last asked for the partition's fetch position
+        self._paused_at = 0.0  # when the timer last saw the flow stopped (rebalance, recovery): idle clocks restart
         self._last_commit = time.monotonic()
         self._lock = asyncio.Lock()
         self.stalls = StallDetector(stall_after_s, topic) if stall_after_s else None
@@ -255,6 +256,7 @@ class OwnedOffsets:
         await self._commit_if_due()
         now = time.monotonic()
         if self.app.rebalancing or not self.app.flow_control.is_active() or getattr(self.app, "in_recovery", False):
+            self._paused_at = now  # nothing is delivered meanwhile: not a sign of records lost
             if self.stalls is not None:
                 self.stalls.pause(now)
             return
@@ -264,7 +266,8 @@ class OwnedOffsets:
         if self.queue is not None and not self.queue.empty():
             return
         for partition in sorted(self._assigned):
-            if now - max(self._last_seen.get(partition, now), self._checked.get(partition, 0.0)) < self.idle_s:
+            last = max(self._last_seen.get(partition, now), self._checked.get(partition, 0.0), self._paused_at)
+            if now - last < self.idle_s:
                 continue
             self._checked[partition] = now
             position = self._positions.get(partition)

@@ -47,7 +47,8 @@ class Consumer:
 
 
 def _owned(consumer: Consumer, partitions: set[int], committed: int = 0, **kwargs: Any) -> OwnedOffsets:
-    app = SimpleNamespace(consumer=consumer, rebalancing=False, flow_control=SimpleNamespace(is_active=lambda: True))
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, in_recovery=False,
+                          flow_control=SimpleNamespace(is_active=lambda: True))  # fmt: skip
     owned = OwnedOffsets(app, TOPIC, commit_interval_s=3600.0, **kwargs)
 
     async def start(partition: int) -> int:
@@ -99,6 +100,29 @@ def test_an_idle_partition_is_asked_for_its_fetch_position_once_per_idle_period(
     asyncio.run(run())
     assert consumer.asked == [0]
     assert consumer.seeks == []
+
+
+def test_the_idle_period_counts_from_the_end_of_recovery_not_from_the_assignment() -> None:
+    """Restoring the tables took longer than the idle period: records fetched in the first second after recovery
+    are on their way, not lost, and are not read again (the soak test's restarted workers re-read 10 of 26 times
+    when the period counted from the assignment)."""
+    consumer = Consumer(fetched={0: 5})
+    owned = _owned(consumer, {0}, committed=5, idle_s=0.2)
+
+    async def run() -> None:
+        owned.app.in_recovery = True
+        await owned.tick()
+        await asyncio.sleep(0.3)  # the idle period since the assignment is over, inside recovery
+        await owned.tick()
+        owned.app.in_recovery = False
+        consumer.fetched[0] = 900  # the flow resumed: a fetch is being delivered
+        await owned.tick()
+        assert consumer.seeks == []
+        await asyncio.sleep(0.25)  # nothing delivered for the idle period since the flow resumed: lost after all
+        await owned.tick()
+
+    asyncio.run(run())
+    assert consumer.seeks == [{TP(TOPIC, 0): 5}]
 
 
 def test_a_partition_with_records_waiting_and_no_durable_progress_is_reported_stalled_by_topic(
