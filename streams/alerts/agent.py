@@ -87,7 +87,7 @@ class AlertAgent:
         self._outbox: set[str] | None = None  # outbox keys (found in the table once per assignment)
         self.alerts = 0
         self.bad_messages = 0  # metrics messages that could not be read (logged with the reason)
-        self.stalls: StallDetector | None = None  # the metrics topic's partitions found stalled (set by install)
+        self.stalls = StallDetector(settings.stall_after_s, settings.metrics_topic)  # fed by the topic's offsets
         self._last_report = time.monotonic()
         self._rules_mtime = self._mtime()
         # messages being handled, not yet flushed: the timer must not send their half-done state to the changelog
@@ -226,7 +226,7 @@ class AlertAgent:
             log.info("evalstream alerting: alerts %d, outbox %d, deliveries pending %d, stale window parts %d, "
                      "unreadable messages %d, stalled partitions %d", self.alerts, len(self._keys()),
                      self.dispatcher.pending, self.evaluator.stale_parts, self.bad_messages,
-                     len(self.stalls.stalled) if self.stalls else 0)  # fmt: skip
+                     len(self.stalls.stalled))  # fmt: skip
 
     def reload_rules(self) -> None:
         mtime = self._mtime()
@@ -256,9 +256,8 @@ def install(
     agent = AlertAgent(settings, table, rules if rules is not None else load_rules(settings))
     source = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
     # this agent, not Faust, commits the metrics topic's offsets: Faust drops records at rebalances
-    owned = OwnedOffsets(app, settings.metrics_topic, settings.commit_interval_s, stall_after_s=settings.stall_after_s)
+    owned = OwnedOffsets(app, settings.metrics_topic, settings.commit_interval_s, stalls=agent.stalls)
     owned.install()
-    agent.stalls = owned.stalls
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

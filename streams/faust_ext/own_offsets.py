@@ -20,11 +20,11 @@ What :class:`OwnedOffsets` does instead, for one topic:
 - a partition whose fetched records never arrive (position past the next offset, nothing delivered for
   ``idle_s`` while the stream's queue is empty) is read again from the next offset; that holds for a partition
   none of whose records arrived since its assignment too (its next offset is then the committed one);
-- with ``stall_after_s``, a partition with records waiting whose durable offset does not move for that long is
-  logged as ``STALLED`` (:mod:`streams.faust_ext.stall`), whatever the cause.
+- with a :class:`~streams.faust_ext.stall.StallDetector`, a partition with records waiting whose durable offset
+  does not move for its ``after_s`` is logged as ``STALLED``, whatever the cause.
 
-The agent takes its batches through :meth:`OwnedOffsets.batches`, which also attaches its stream: the idle check
-watches the stream's input queue, and Faust's flow control no longer clears that queue when a recovery ends
+The agent takes its batches through :meth:`OwnedOffsets.batches`, which also takes its stream's input queue: the
+idle check watches it, and Faust's flow control no longer clears that queue when a recovery ends
 (:func:`streams.faust_ext.patches.keep_stream_queue_on_resume`; the records in it were lost for good, and a
 partition none of whose records then arrived stalled: seen in the alerting agent, whose queue was not kept).
 
@@ -34,7 +34,7 @@ Private Faust API used: ``Consumer._read_offset``, ``Consumer.ack``, ``Consumer.
 Usage (in :func:`streams.worker.app.create_app`; ``tests/streams/faust_ext/test_own_offsets.py`` runs it on
 a real broker)::
 
-    owned = OwnedOffsets(app, "llm.events", commit_interval_s=2.8, counters=counters)
+    owned = OwnedOffsets(app, "llm.events", commit_interval_s=2.8, counters=counters, stalls=StallDetector(120))
     owned.install()  # before the app starts
     ...
     async for batch in owned.batches(stream, 1000, 2.0):  # in the agent
@@ -85,7 +85,7 @@ class OwnedOffsets:
 
     def __init__(
         self, app: Any, topic: str, commit_interval_s: float, counters: Any = None, idle_s: float = 10.0,
-        stall_after_s: float | None = None,
+        stalls: StallDetector | None = None,
     ) -> None:  # fmt: skip
         self.app = app
         self.topic = topic
@@ -103,12 +103,12 @@ class OwnedOffsets:
         self._written: dict[int, int] = {}  # every admitted record before this offset is written
         self._jumps: dict[int, dict[int, int]] = {}  # offsets that hold no record: from -> the next record's
         self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
-        self._last_seen: dict[int, float] = {}
-        self._checked: dict[int, float] = {}  # when the idle check last asked for the partition's fetch position
-        self._paused_at = 0.0  # when the timer last saw the flow stopped (rebalance, recovery): idle clocks restart
+        # since when the idle check has had no news of a partition: its last delivery, its last check, or the
+        # end of a rebalance or recovery (nothing is delivered meanwhile, which is no sign of records lost)
+        self._quiet_since: dict[int, float] = {}
         self._last_commit = time.monotonic()
         self._lock = asyncio.Lock()
-        self.stalls = StallDetector(stall_after_s, topic) if stall_after_s else None
+        self.stalls = stalls
         self._stalls_checked = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------------------------
@@ -147,16 +147,13 @@ class OwnedOffsets:
 
     def batches(self, stream: Any, max_: int, within: float) -> AsyncGenerator[list[EventT], None]:
         """The agent's batches of admitted records (:func:`take_events_overlapped`, ``ack=False``: the agent acks
-        each batch with :func:`~streams.faust_ext.batching.ack_events` after :meth:`durable`); attaches ``stream``."""
-        self.attach(stream)
-        return take_events_overlapped(stream, max_, within, ack=False, admit=self.admit)
-
-    def attach(self, stream: Any) -> None:
-        """The agent's stream: its input queue is watched by the idle check and is no longer cleared by Faust's flow
-        control when a recovery ends (records in it would be lost for good)."""
+        each batch with :func:`~streams.faust_ext.batching.ack_events` after :meth:`durable`). The stream's input
+        queue is watched by the idle check and no longer cleared by Faust's flow control when a recovery ends
+        (records in it would be lost for good)."""
         self.queue = stream.channel.queue
         if keep_stream_queue_on_resume(self.app, stream):
             log.info("%s: input queue kept out of flow-control clearing (see streams/faust_ext/patches.py)", self.topic)
+        return take_events_overlapped(stream, max_, within, ack=False, admit=self.admit)
 
     def committed(self, partition: int) -> int | None:
         """Where a replay of ``partition`` would start (the committed offset, else the log's start); None: unknown."""
@@ -180,7 +177,7 @@ class OwnedOffsets:
             self._written.setdefault(partition, start)
         new, verdict = position.admit(offset)
         self._positions[partition] = new
-        self._last_seen[partition] = time.monotonic()
+        self._quiet_since[partition] = time.monotonic()
         if verdict is Verdict.DUPLICATE:
             self.counters.redelivered += 1
         elif verdict is Verdict.ABSENT:
@@ -256,20 +253,20 @@ class OwnedOffsets:
         await self._commit_if_due()
         now = time.monotonic()
         if self.app.rebalancing or not self.app.flow_control.is_active() or getattr(self.app, "in_recovery", False):
-            self._paused_at = now  # nothing is delivered meanwhile: not a sign of records lost
+            for partition in self._assigned:
+                self._quiet_since[partition] = now
             if self.stalls is not None:
                 self.stalls.pause(now)
             return
         if self.stalls is not None and now - self._stalls_checked >= STALL_CHECK_S:
             self._stalls_checked = now
-            await self._check_stalls(now)
+            await self._check_stalls(self.stalls, now)
         if self.queue is not None and not self.queue.empty():
             return
         for partition in sorted(self._assigned):
-            last = max(self._last_seen.get(partition, now), self._checked.get(partition, 0.0), self._paused_at)
-            if now - last < self.idle_s:
+            if now - self._quiet_since.get(partition, now) < self.idle_s:
                 continue
-            self._checked[partition] = now
+            self._quiet_since[partition] = now  # asked once per idle period (each ask waits behind a fetch)
             position = self._positions.get(partition)
             if position is None:  # nothing delivered since the assignment: maybe every record fetched was lost
                 position = await self._first_position(partition)
@@ -283,7 +280,6 @@ class OwnedOffsets:
             if fetched is None or current is not position or fetched <= position.next:
                 continue
             self._positions[partition] = position.restarted(fetched - 1)
-            self._last_seen[partition] = now
             self.counters.reseeks += 1
             log.warning(
                 "%s[%d]: offsets %d..%d were fetched but never delivered; reading them again",
@@ -301,8 +297,7 @@ class OwnedOffsets:
         self._written.setdefault(partition, start)
         return self._positions.setdefault(partition, Position(start))
 
-    async def _check_stalls(self, now: float) -> None:
-        assert self.stalls is not None
+    async def _check_stalls(self, stalls: StallDetector, now: float) -> None:
         tps = [TP(self.topic, p) for p in sorted(self._assigned)]
         if not tps:
             return
@@ -312,7 +307,7 @@ class OwnedOffsets:
             log.debug("%s: high watermarks not read: %s: %s", self.topic, type(exc).__name__, exc)
             return
         highwaters = {tp.partition: int(hw) for tp, hw in answer.items() if hw is not None}
-        self.stalls.check(highwaters, dict(self._committed), now)
+        stalls.check(highwaters, dict(self._committed), now)
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -346,7 +341,7 @@ class OwnedOffsets:
             log.warning("%s[%d]: seek to %d failed (%s: %s)", self.topic, partition, offset, type(exc).__name__, exc)
 
     def _per_partition(self) -> tuple[dict[int, Any], ...]:
-        return self._positions, self._committed, self._last_seen, self._written, self._jumps, self._checked
+        return self._positions, self._committed, self._quiet_since, self._written, self._jumps
 
     def _parts(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.topic}
@@ -373,7 +368,7 @@ class OwnedOffsets:
             for state in self._per_partition():
                 state.pop(p, None)
             self._holes.discard(p)
-            self._last_seen[p] = now
+            self._quiet_since[p] = now
         self._holes &= parts
         self._assigned = parts
         if self.stalls is not None:

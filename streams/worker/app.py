@@ -38,6 +38,7 @@ from streams.faust_ext import unverified_faust_version
 from streams.faust_ext.batching import ack_events
 from streams.faust_ext.changelog import BatchedChangelogTable
 from streams.faust_ext.own_offsets import OwnedOffsets
+from streams.faust_ext.stall import StallDetector
 from streams.settings import Settings
 from streams.topics import MAX_STATE_RECORD_BYTES, ensure_topics
 from streams.worker.batch import BatchProcessor, BegunBatch
@@ -142,7 +143,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
 
     counters = WorkerCounters()
     # this worker, not Faust, commits the events topic's offsets: only what it processed in order and wrote
-    owned = OwnedOffsets(app, settings.events_topic, settings.commit_interval_s, counters)
+    stalls = StallDetector(settings.stall_after_s)
+    owned = OwnedOffsets(app, settings.events_topic, settings.commit_interval_s, counters, stalls=stalls)
     owned.install()
     join = GenerationJoin(table("generations"), settings.join_ttl_s)
     sinks = ParquetSinks(settings.store)
@@ -173,7 +175,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         join, dlq_topic, sinks, counters, recent, settings, embedder, asks, traces, windows, seen,
         owned.committed,
     )  # fmt: skip
-    install_metrics(app, settings, counters, processor, alerting, owned.committed)  # /metrics and the status file
+    detectors = [stalls, alerting.stalls] if alerting is not None else [stalls]
+    install_metrics(app, settings, counters, processor, alerting, detectors)  # /metrics and the status file
     app.evalstream_counters = counters  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]

@@ -44,7 +44,7 @@ import socket
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -235,27 +235,16 @@ async def consumer_offsets(app: faust.App, topic: str, timeout_s: float = 5.0) -
 
 def install(
     app: faust.App, settings: Settings, counters: WorkerCounters, processor: BatchProcessor,
-    alerts: AlertAgent | None = None, committed: Callable[[int], int | None] = lambda partition: None,
+    alerts: AlertAgent | None = None, stalls: Sequence[StallDetector] = (),
 ) -> WorkerMetrics:  # fmt: skip
-    """Wire the metrics and the status file into the worker's app: hooks, ``/metrics`` and a 5 s timer."""
+    """Wire the metrics and the status file into the worker's app: hooks, ``/metrics`` and a 5 s timer
+    (``stalls``: the detectors of the topics whose offsets the worker owns, which feed them)."""
     metrics = WorkerMetrics(counters)
     processor.observers.append(metrics.on_batch)
     if alerts is not None:
         alerts.on_alert.append(metrics.on_alert)
         alerts.on_delivery.append(metrics.on_delivery)
     reporter = StatusReporter(settings, counters, metrics)
-    stalls = StallDetector(settings.stall_after_s)
-
-    def on_durable(begun: BegunBatch, scored: ScoredBatch) -> None:
-        for part in scored.parts.values():
-            if part.topic == settings.events_topic:
-                stalls.durable(part.partition, part.last_offset + 1)
-
-    processor.observers.append(on_durable)
-
-    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator,arg-type]
-    async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        stalls.reset()
 
     async def refresh(stopped: bool = False) -> None:
         lag: dict[int, int] = {}
@@ -266,17 +255,11 @@ def install(
                                     if tp.topic == settings.events_topic)  # fmt: skip
                 highwaters, positions = await consumer_offsets(app, settings.events_topic)
                 lag = {p: max(0, hw - positions[p]) for p, hw in highwaters.items()}
-                starts = {p: c if (c := committed(p)) is not None else at for p, at in positions.items()}
-                if app.rebalancing or getattr(app, "in_recovery", False):
-                    stalls.pause(time.monotonic())
-                else:
-                    stalls.check(highwaters, starts, time.monotonic())
             except Exception as exc:  # not started or assigned yet, or the broker is slow: the next tick tries again
                 log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
             metrics.set_lag(lag)
-            alerting = alerts.stalls if alerts is not None else None  # the metrics topic's, for the alerting agent
-            metrics.stalled.set(len(stalls.stalled) + (len(alerting.stalled) if alerting else 0))
-            counters.stalls = stalls.episodes + (alerting.episodes if alerting else 0)
+            metrics.stalled.set(sum(len(detector.stalled) for detector in stalls))
+            counters.stalls = sum(detector.episodes for detector in stalls)
         await asyncio.to_thread(reporter.write, lag, partitions, stopped)
 
     @app.task  # type: ignore[untyped-decorator]

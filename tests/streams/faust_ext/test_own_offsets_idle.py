@@ -19,6 +19,7 @@ from faust.types import TP
 
 from streams.faust_ext import own_offsets
 from streams.faust_ext.own_offsets import OwnedOffsets
+from streams.faust_ext.stall import StallDetector
 
 TOPIC = "llm.metrics"
 
@@ -128,11 +129,11 @@ def test_the_idle_period_counts_from_the_end_of_recovery_not_from_the_assignment
 def test_a_partition_with_records_waiting_and_no_durable_progress_is_reported_stalled_by_topic(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With ``stall_after_s``: 30 records wait on partition 2 (committed 10, high watermark 40) and nothing becomes
-    durable: STALLED, naming the topic; once a batch is durable, it moves again. Partition 3 is caught up."""
+    """With a stall detector (0.2 s): 30 records wait on partition 2 (committed 10, high watermark 40) and nothing
+    becomes durable: STALLED, naming the topic; once a batch is durable, it moves again. Partition 3 is caught up."""
     monkeypatch.setattr(own_offsets, "STALL_CHECK_S", 0.0)
     consumer = Consumer(fetched={2: 10, 3: 7}, highwaters={2: 40, 3: 7})
-    owned = _owned(consumer, {2, 3}, committed=10, idle_s=3600.0, stall_after_s=0.2)
+    owned = _owned(consumer, {2, 3}, committed=10, idle_s=3600.0, stalls=StallDetector(0.2, TOPIC))
     owned._committed.update({2: 10, 3: 7})  # read from Kafka as the assignment began
 
     async def run() -> None:
