@@ -19,7 +19,9 @@ What :class:`OwnedOffsets` does instead, for one topic:
   still counts the message done, so a rebalance and a shutdown still wait for the batches);
 - a partition whose fetched records never arrive (position past the next offset, nothing delivered for
   ``idle_s`` while the stream's queue is empty) is read again from the next offset; that holds for a partition
-  none of whose records arrived since its assignment too (its next offset is then the committed one);
+  none of whose records arrived since its assignment too (its next offset is then the committed one). The idle
+  period counts only time the timer watched with the flow on: not a rebalance, a recovery, nor the first recovery
+  (Faust starts app timers only once it is over);
 - with a :class:`~streams.faust_ext.stall.StallDetector`, a partition with records waiting whose durable offset
   does not move for its ``after_s`` is logged as ``STALLED``, whatever the cause.
 
@@ -103,9 +105,10 @@ class OwnedOffsets:
         self._written: dict[int, int] = {}  # every admitted record before this offset is written
         self._jumps: dict[int, dict[int, int]] = {}  # offsets that hold no record: from -> the next record's
         self._holes: set[int] = set()  # partitions whose commits stopped at a batch never written
-        # since when the idle check has had no news of a partition: its last delivery, its last check, or the
-        # end of a rebalance or recovery (nothing is delivered meanwhile, which is no sign of records lost)
+        # since when the idle check has had no news of a partition: its last delivery, its last check, the end of a
+        # rebalance or recovery, or the timer's first tick (nothing is delivered meanwhile: no sign of records lost)
         self._quiet_since: dict[int, float] = {}
+        self._ticked = False  # Faust starts app timers only once the first recovery is over (App.on_started)
         self._last_commit = time.monotonic()
         self._lock = asyncio.Lock()
         self.stalls = stalls
@@ -252,6 +255,10 @@ class OwnedOffsets:
         again."""
         await self._commit_if_due()
         now = time.monotonic()
+        if not self._ticked:  # the time since the assignment went unwatched, restoring the tables: it does not count
+            self._ticked = True
+            for partition in self._assigned:
+                self._quiet_since[partition] = now
         if self.app.rebalancing or not self.app.flow_control.is_active() or getattr(self.app, "in_recovery", False):
             for partition in self._assigned:
                 self._quiet_since[partition] = now

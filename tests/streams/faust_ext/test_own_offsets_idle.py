@@ -126,6 +126,25 @@ def test_the_idle_period_counts_from_the_end_of_recovery_not_from_the_assignment
     assert consumer.seeks == [{TP(TOPIC, 0): 5}]
 
 
+def test_the_idle_period_counts_from_the_timers_first_tick_not_from_the_assignment() -> None:
+    """Faust starts app timers only once the first recovery is over (``App.on_started``): the timer saw none of it,
+    and records fetched as the flow resumed are on their way, not lost (the soak's restarted workers re-read 3 times
+    in 26, 1.1-1.4 s after "Worker ready", with the period counted from the assignment)."""
+    consumer = Consumer(fetched={0: 5})
+    owned = _owned(consumer, {0}, committed=5, idle_s=0.2)
+
+    async def run() -> None:
+        await asyncio.sleep(0.3)  # restoring the tables: the timer has not started
+        consumer.fetched[0] = 900  # the flow resumed: a fetch is being delivered
+        await owned.tick()  # the timer's first tick
+        assert consumer.seeks == []
+        await asyncio.sleep(0.25)  # nothing delivered for the idle period since then: lost after all
+        await owned.tick()
+
+    asyncio.run(run())
+    assert consumer.seeks == [{TP(TOPIC, 0): 5}]
+
+
 def test_a_partition_with_records_waiting_and_no_durable_progress_is_reported_stalled_by_topic(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
