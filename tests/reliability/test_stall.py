@@ -134,7 +134,10 @@ def test_soak_crash_and_recover_many_times_without_a_stall(settings: Settings, t
     recoveries.sort()
     median = recoveries[len(recoveries) // 2]
     print(f"\n{cycles} cycles: first durable batch after a median {median:.1f} s, max {recoveries[-1]:.1f} s")
-    # and after all those kills, a last worker finds every event of the backlog, each stored once
+    # and after all those kills, a last worker recovers once more and finds every event of the backlog, each stored
+    # once: it gets fresh events of its own (the last cycle's worker may have landed everything before its kill)
+    publish(settings, generate(n_events=5_000, n_sessions=400, seed=99))
+    n += 5_000
     alive, code, log = run_worker_until_landed(settings, n, 0, tmp_path / "worker-final.log")
     assert alive and code in (0, -signal.SIGTERM), log[-3000:]
     assert rows(settings.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(n, n)]
