@@ -255,13 +255,14 @@ class OwnedOffsets:
         again."""
         await self._commit_if_due()
         now = time.monotonic()
-        if not self._ticked:  # the time since the assignment went unwatched, restoring the tables: it does not count
-            self._ticked = True
+        unwatched = not self._ticked  # the first tick: the time restoring the tables went unwatched, it does not count
+        self._ticked = True
+        app = self.app
+        stopped = app.rebalancing or not app.flow_control.is_active() or getattr(app, "in_recovery", False)
+        if unwatched or stopped:
             for partition in self._assigned:
                 self._quiet_since[partition] = now
-        if self.app.rebalancing or not self.app.flow_control.is_active() or getattr(self.app, "in_recovery", False):
-            for partition in self._assigned:
-                self._quiet_since[partition] = now
+        if stopped:
             if self.stalls is not None:
                 self.stalls.pause(now)
             return
